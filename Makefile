@@ -1,0 +1,53 @@
+# salt: `make help` lists the targets.
+SHELL := /bin/bash
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DATA ?= data/tgs
+RUNS ?=
+EXPERIMENT ?= resnet34
+ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install test test-all lint demo train submit data bench-metric
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --upgrade pip
+	$(PYTHON) -m pip install -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install salt with its dev tools (redone when pyproject.toml changes)
+
+test: $(STAMP) ## run the fast test suite (what CI runs)
+	$(PYTHON) -m pytest -m "not slow" -q
+
+test-all: $(STAMP) ## run every test, the slow ones too
+	$(PYTHON) -m pytest -q
+
+lint: $(STAMP) ## ruff over the package and the tests
+	$(VENV)/bin/ruff check salt tests
+
+demo: $(STAMP) ## train the offline CPU demo on generated data (a few minutes)
+	$(PYTHON) -m salt.train experiment=demo hydra.run.dir=outputs/demo $(ARGS)
+	@echo "demo outputs: outputs/demo (metrics.json, checkpoints/, csv/, tensorboard/, oof.npz)"
+
+train: $(STAMP) ## train one fold: make train EXPERIMENT=resnet34 DATA=dir ARGS="data.fold=0"
+	$(PYTHON) -m salt.train experiment=$(EXPERIMENT) data.root=$(DATA) $(ARGS)
+
+data: ## download the competition data into DATA (needs the kaggle CLI and credentials)
+	@command -v kaggle >/dev/null || { echo "error: kaggle CLI not found (pip install kaggle; put your token in ~/.kaggle/kaggle.json), or point DATA=/any/folder with the Kaggle layout"; exit 1; }
+	mkdir -p $(DATA)
+	kaggle competitions download -c tgs-salt-identification-challenge -p $(DATA)
+	cd $(DATA) && unzip -oq tgs-salt-identification-challenge.zip && \
+		for z in train.zip test.zip; do [ -f $$z ] && mkdir -p $${z%.zip} && unzip -oq $$z -d $${z%.zip}; done; true
+	$(PYTHON) -m salt.data.check $(DATA)
+
+submit: $(STAMP) ## write submission.csv from trained runs: make submit DATA=dir RUNS="run_dir ..."
+	@echo "error: salt.predict is not implemented yet (see issue 4)"; exit 1
+
+bench-metric: $(STAMP) ## time the competition metric over 4,000 masks of DATA against a naive loop
+	$(PYTHON) -m salt.bench.metric $(DATA)

@@ -1,0 +1,154 @@
+"""The LightningDataModule: every tile in memory, reflect-padded to 128, augmented on the fly."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
+from torch.utils.data import DataLoader, Dataset
+
+from salt.data.folds import load_or_make_folds, make_folds
+from salt.data.io import TileSet, load_test, load_train
+from salt.data.padding import pad_tile
+
+
+class TileDataset(Dataset):
+    """(image, mask) pairs of float32 tensors shaped (C, 128, 128) and (1, 128, 128).
+
+    Tiles are padded once up front; `transform` is an albumentations pipeline applied to the
+    padded uint8 image and mask. Without masks (test tiles) items are 1-tuples `(image,)`.
+    """
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        masks: np.ndarray | None = None,
+        transform: Callable | None = None,
+        mean: float = 0.5,
+        std: float = 0.25,
+        channels: int = 1,
+    ):
+        self.images = np.stack([pad_tile(image) for image in images]) if len(images) else images
+        self.masks = None if masks is None else np.stack([pad_tile(mask) for mask in masks])
+        self.transform = transform
+        self.mean, self.std, self.channels = mean, std, channels
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int):
+        image = self.images[index]
+        mask = None if self.masks is None else self.masks[index]
+        if self.transform is not None:
+            augmented = self.transform(image=image, mask=image if mask is None else mask)
+            image, mask = augmented["image"], (None if mask is None else augmented["mask"])
+        image_tensor = self.to_tensor(image)
+        if mask is None:
+            return (image_tensor,)
+        return image_tensor, torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None]
+
+    def to_tensor(self, image: np.ndarray) -> torch.Tensor:
+        scaled = (torch.from_numpy(np.ascontiguousarray(image)).float() / 255 - self.mean) / self.std
+        return scaled[None].expand(self.channels, -1, -1).contiguous()
+
+
+class TGSDataModule(pl.LightningDataModule):
+    """Train/validation split of one fold of a Kaggle-layout data root, and its test tiles.
+
+    `batch_size` is per device. The fold file (`folds_csv`) is written on first use and reused,
+    so every fold of a run sees the same split.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        fold: int = 0,
+        n_folds: int = 5,
+        fold_seed: int = 42,
+        folds_csv: str | None = None,
+        batch_size: int = 32,
+        val_batch_size: int | None = None,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        persistent_workers: bool = False,
+        train_transform: Callable | None = None,
+        mean: float = 0.5,
+        std: float = 0.25,
+        channels: int = 1,
+        synthetic: dict | None = None,
+    ):
+        super().__init__()
+        if not 0 <= fold < n_folds:
+            raise ValueError(f"data.fold must be in 0..{n_folds - 1}, got {fold}")
+        self.root = Path(root)
+        self.fold, self.n_folds, self.fold_seed = fold, n_folds, fold_seed
+        self.folds_csv = Path(folds_csv) if folds_csv else None
+        self.batch_size = batch_size
+        self.val_batch_size = val_batch_size or batch_size
+        self.loader_options = dict(
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+            persistent_workers=persistent_workers and num_workers > 0,
+        )
+        self.train_transform = train_transform
+        self.tile_options = dict(mean=mean, std=std, channels=channels)
+        self.synthetic = synthetic
+        self.train_tiles: TileSet | None = None
+        self.val_tiles: TileSet | None = None
+
+    def prepare_data(self) -> None:
+        if self.synthetic and not (self.root / "train.csv").exists():
+            from salt.data.synthetic import generate
+
+            generate(self.root, **self.synthetic)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_tiles is not None:
+            return
+        if self.synthetic and not (self.root / "train.csv").exists():
+            self.prepare_data()  # a process that skipped prepare_data (e.g. a test calling setup)
+        tiles = load_train(self.root)
+        if self.folds_csv is None:
+            folds = make_folds(tiles.ids, tiles.masks, self.n_folds, self.fold_seed)
+        else:
+            folds = load_or_make_folds(
+                self.folds_csv, tiles.ids, tiles.masks, self.n_folds, self.fold_seed
+            )
+        in_val = folds["fold"].to_numpy() == self.fold
+        self.train_tiles = tiles.subset(np.flatnonzero(~in_val))
+        self.val_tiles = tiles.subset(np.flatnonzero(in_val))
+        self.train_set = TileDataset(
+            self.train_tiles.images, self.train_tiles.masks, self.train_transform, **self.tile_options
+        )
+        self.val_set = TileDataset(self.val_tiles.images, self.val_tiles.masks, **self.tile_options)
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(
+            self.train_set,
+            batch_size=self.batch_size,
+            shuffle=True,
+            drop_last=len(self.train_set) > self.batch_size,
+            **self.loader_options,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        sampler = None
+        if self.trainer is not None and self.trainer.world_size > 1:
+            # Lightning's default sampler repeats samples to even out the ranks, which would
+            # count some validation images twice in the score.
+            sampler = UnrepeatedDistributedSampler(
+                self.val_set,
+                num_replicas=self.trainer.world_size,
+                rank=self.trainer.global_rank,
+                shuffle=False,
+            )
+        return DataLoader(
+            self.val_set, batch_size=self.val_batch_size, sampler=sampler, **self.loader_options
+        )
+
+    def test_tiles(self) -> TileSet:
+        return load_test(self.root)

@@ -1,0 +1,91 @@
+"""The LightningModule: a segmentation net, its criterion, optimiser and schedule from config."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from salt.data.padding import crop_tile
+from salt.metrics import TGSScore, TGSScoreSweep
+
+
+class SaltModule(pl.LightningModule):
+    """Trains `net` (a SaltNet-like module returning a dict with "mask" logits) with `loss`.
+
+    `optimizer` and `scheduler` are partials (Hydra `_partial_: true`) completed in
+    `configure_optimizers`. `net_config` is the net's Hydra config, kept in every checkpoint so
+    inference can rebuild the architecture without the training config.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        loss: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        scheduler_interval: str = "epoch",
+        scheduler_monitor: str = "val/score",
+        threshold: float = 0.5,
+        channels_last: bool = False,
+        net_config: Mapping | None = None,
+    ):
+        super().__init__()
+        self.save_hyperparameters(ignore=["net", "loss"], logger=False)
+        self.net = net
+        self.loss = loss
+        self.val_score = TGSScore(threshold=threshold)
+        self.val_sweep = TGSScoreSweep()
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.hparams.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return self.net(images)
+
+    def on_fit_start(self) -> None:
+        if self.hparams.channels_last:
+            self.net.to(memory_format=torch.channels_last)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        images, masks = batch
+        losses = self.loss(self(images), masks)
+        self.log("train/loss", losses["loss"], on_step=True, on_epoch=True, prog_bar=True,
+                 batch_size=len(images))
+        components = {f"train/{k}": v for k, v in losses.items() if k != "loss"}
+        self.log_dict(components, on_step=False, on_epoch=True, batch_size=len(images))
+        return losses["loss"]
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        images, masks = batch
+        outputs = self(images)
+        losses = self.loss(outputs, masks)
+        self.log("val/loss", losses["loss"], on_epoch=True, sync_dist=True, prog_bar=True,
+                 batch_size=len(images))
+        probabilities = crop_tile(torch.sigmoid(outputs["mask"].float()))
+        truth = crop_tile(masks)
+        self.val_score.update(probabilities, truth)
+        self.val_sweep.update(probabilities, truth)
+
+    def on_validation_epoch_end(self) -> None:
+        swept = self.val_sweep.compute()
+        self.log("val/score", self.val_score.compute(), prog_bar=True)
+        self.log("val/best_score", swept["score"])
+        self.log("val/best_threshold", swept["threshold"])
+        self.val_score.reset()
+        self.val_sweep.reset()
+
+    def configure_optimizers(self):
+        optimizer = self.hparams.optimizer(params=self.parameters())
+        if self.hparams.scheduler is None:
+            return optimizer
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {
+                "scheduler": self.hparams.scheduler(optimizer=optimizer),
+                "interval": self.hparams.scheduler_interval,
+                "monitor": self.hparams.scheduler_monitor,
+            },
+        }

@@ -1,0 +1,156 @@
+"""Train one fold: `python -m salt.train experiment=resnet34 data.root=DIR data.fold=K`.
+
+All folds: `python -m salt.train -m experiment=resnet34 data.fold=0,1,2,3,4`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities import rank_zero_only
+
+from salt.callbacks import CycleSWA
+from salt.data.datamodule import TGSDataModule
+from salt.errors import exit_on_salt_error
+from salt.inference import predict_tiles
+from salt.metrics import sweep_thresholds, tgs_score
+from salt.module import SaltModule
+
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+def _instantiate_group(group: DictConfig | None) -> list[Any]:
+    """Objects for every entry of a config group like `callbacks` or `logger`; null entries skip."""
+    if not group:
+        return []
+    return [instantiate(entry) for entry in group.values() if entry and "_target_" in entry]
+
+
+def build_module(cfg: DictConfig) -> SaltModule:
+    sched = cfg.get("sched")
+    return SaltModule(
+        net=instantiate(cfg.model),
+        loss=instantiate(cfg.loss),
+        optimizer=instantiate(cfg.optim),
+        scheduler=instantiate(sched.scheduler) if sched else None,
+        scheduler_interval=sched.interval if sched else "epoch",
+        scheduler_monitor=sched.get("monitor", "val/score") if sched else "val/score",
+        net_config=OmegaConf.to_container(cfg.model, resolve=True),
+        **cfg.get("module", {}),
+    )
+
+
+@rank_zero_only
+def write_json(path: Path, payload: dict) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+@rank_zero_only
+def save_resolved_config(cfg: DictConfig, output_dir: Path) -> None:
+    OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
+
+
+def _scalar(value) -> float | None:
+    return None if value is None else float(value)
+
+
+def _validate(trainer: pl.Trainer, module: SaltModule, datamodule, ckpt_path) -> dict[str, float]:
+    results = trainer.validate(module, datamodule=datamodule, ckpt_path=str(ckpt_path), verbose=False)
+    return {k: float(v) for k, v in results[0].items()}
+
+
+@rank_zero_only
+def save_out_of_fold(module: SaltModule, datamodule: TGSDataModule, weights: dict, path: Path,
+                     tta: list[str]) -> dict[str, float]:
+    """Probabilities of the validation fold from `weights`, saved for threshold tuning."""
+    module.net.load_state_dict(weights)
+    probabilities = predict_tiles(
+        module.net, datamodule.val_set, batch_size=datamodule.val_batch_size,
+        device=module.device, tta=tta,
+    )
+    masks = datamodule.val_tiles.masks
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, ids=np.array(datamodule.val_tiles.ids),
+                        probabilities=probabilities.astype(np.float16), masks=masks)
+    os.replace(tmp, path)
+    threshold, best, _ = sweep_thresholds(probabilities, masks)
+    at_half = tgs_score(torch.from_numpy(probabilities > 0.5), torch.from_numpy(masks > 0))
+    return {"oof_score": float(at_half), "oof_best_score": best, "oof_best_threshold": threshold}
+
+
+def _net_weights(checkpoint_path: Path) -> dict:
+    state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)["state_dict"]
+    return {k[len("net."):]: v for k, v in state.items() if k.startswith("net.")}
+
+
+def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Fit one fold; write the run directory; return (metrics, objects) for callers and tests."""
+    started = time.time()
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    pl.seed_everything(cfg.seed, workers=True)
+    save_resolved_config(cfg, output_dir)
+
+    datamodule: TGSDataModule = instantiate(cfg.data)
+    module = build_module(cfg)
+    callbacks = _instantiate_group(cfg.get("callbacks"))
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=_instantiate_group(cfg.get("logger")) or False
+    )
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+
+    checkpoint = trainer.checkpoint_callback
+    metrics: dict[str, Any] = {
+        "experiment": cfg.get("experiment_name"),
+        "fold": cfg.data.fold,
+        "encoder": cfg.model.get("encoder_name"),
+        "epochs": trainer.current_epoch,
+        "best_val_score": _scalar(checkpoint.best_model_score) if checkpoint else None,
+        "best_checkpoint": checkpoint.best_model_path if checkpoint else None,
+        **{k.replace("/", "_"): float(v) for k, v in trainer.callback_metrics.items()},
+    }
+    final_weights = module.net.state_dict()
+    swa = next((c for c in callbacks if isinstance(c, CycleSWA)), None)
+    if swa is not None and swa.path.is_file():
+        swa_metrics = _validate(trainer, module, datamodule, swa.path)
+        metrics["swa_val_score"] = swa_metrics.get("val/score")
+        metrics["swa_val_best_score"] = swa_metrics.get("val/best_score")
+        metrics["swa_checkpoint"] = str(swa.path)
+        final_weights = _net_weights(swa.path)
+        metrics["oof_source"] = "swa"
+    elif checkpoint and checkpoint.best_model_path:
+        final_weights = _net_weights(Path(checkpoint.best_model_path))
+        metrics["oof_source"] = "best"
+    else:
+        metrics["oof_source"] = "last"
+    if cfg.get("oof", True) and trainer.is_global_zero:
+        metrics.update(save_out_of_fold(module, datamodule, final_weights, output_dir / "oof.npz",
+                                        list(cfg.get("oof_tta", ["none"]))))
+    metrics["wall_seconds"] = round(time.time() - started, 1)
+    write_json(output_dir / "metrics.json", metrics)
+    if trainer.is_global_zero:
+        print(f"run directory: {output_dir}")
+    return metrics, {"trainer": trainer, "module": module, "datamodule": datamodule}
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+@exit_on_salt_error
+def main(cfg: DictConfig) -> float | None:
+    metrics, _ = train(cfg)
+    return metrics.get(cfg.get("optimized_metric") or "best_val_score")
+
+
+if __name__ == "__main__":
+    main()

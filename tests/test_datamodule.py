@@ -1,0 +1,57 @@
+import numpy as np
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from salt.data.datamodule import TGSDataModule, TileDataset
+from salt.data.padding import PAD_BEFORE, crop_tile, pad_tile
+
+
+def test_padding_reflects_and_crop_inverts_it():
+    tile = np.arange(101 * 101, dtype=np.float32).reshape(101, 101)
+    padded = pad_tile(tile)
+    assert padded.shape == (128, 128)
+    assert np.array_equal(crop_tile(padded), tile)
+    assert np.array_equal(padded[PAD_BEFORE - 1], tile[1])  # reflection, edge not repeated
+    assert np.array_equal(padded[-1], tile[-15])
+    assert torch.equal(crop_tile(torch.from_numpy(padded)[None, None]), torch.from_numpy(tile)[None, None])
+    with pytest.raises(ValueError, match="expected a 128x128"):
+        crop_tile(np.zeros((64, 64)))
+
+
+def test_dataset_items_are_normalised_padded_tensors():
+    images = np.full((2, 101, 101), 255, dtype=np.uint8)
+    masks = np.zeros((2, 101, 101), dtype=np.uint8)
+    masks[1, :10] = 1
+    dataset = TileDataset(images, masks, mean=0.5, std=0.25, channels=3)
+    image, mask = dataset[1]
+    assert image.shape == (3, 128, 128) and mask.shape == (1, 128, 128)
+    assert torch.allclose(image, torch.full_like(image, 2.0))
+    assert crop_tile(mask).sum() == 10 * 101
+    assert TileDataset(images)[0][0].shape == (1, 128, 128) and len(TileDataset(images)[0]) == 1
+
+
+def test_datamodule_splits_one_fold_and_augments_only_training(train_config, tmp_path):
+    cfg = train_config("data.fold=1")
+    datamodule: TGSDataModule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    train_ids, val_ids = set(datamodule.train_tiles.ids), set(datamodule.val_tiles.ids)
+    assert not train_ids & val_ids and len(train_ids | val_ids) == 60
+    assert (tmp_path / "run" / "folds.csv").is_file()
+
+    images, masks = next(iter(datamodule.train_dataloader()))
+    assert images.shape == (cfg.data.batch_size, 1, 128, 128) and masks.shape[1:] == (1, 128, 128)
+    assert set(masks.unique().tolist()) <= {0.0, 1.0}
+
+    val_a = torch.cat([b[0] for b in datamodule.val_dataloader()])
+    val_b = torch.cat([b[0] for b in datamodule.val_dataloader()])
+    assert torch.equal(val_a, val_b)  # no augmentation for validation
+    torch.manual_seed(0)
+    train_a = [datamodule.train_set[i][0] for i in range(8)]
+    plain = [datamodule.val_set.to_tensor(datamodule.train_set.images[i]) for i in range(8)]
+    assert any(not torch.equal(a, p) for a, p in zip(train_a, plain))
+
+
+def test_datamodule_rejects_a_fold_out_of_range(synthetic_root):
+    with pytest.raises(ValueError, match="data.fold must be in 0..4"):
+        TGSDataModule(root=str(synthetic_root), fold=5)

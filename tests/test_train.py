@@ -1,0 +1,106 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from salt.checkpoints import load_net
+from salt.module import SaltModule
+from salt.train import CONFIG_DIR, build_module, train
+from tests.conftest import compose_config
+
+
+def test_smoke_run_trains_validates_and_writes_its_run_directory(train_config, tmp_path):
+    cfg = train_config("logger.tensorboard._target_=pytorch_lightning.loggers.TensorBoardLogger")
+    metrics, objects = train(cfg)
+    run = tmp_path / "run"
+    assert metrics["epochs"] == cfg.trainer.max_epochs
+    assert 0.0 <= metrics["best_val_score"] <= 1.0
+    assert 0.0 <= metrics["oof_best_score"] <= 1.0 and metrics["oof_best_score"] >= metrics["oof_score"]
+    assert json.loads((run / "metrics.json").read_text())["best_val_score"] == metrics["best_val_score"]
+    resolved = OmegaConf.load(run / "config.yaml")
+    assert resolved.data.root == cfg.data.root and "${" not in (run / "config.yaml").read_text()
+    folds = pd.read_csv(run / "folds.csv", dtype={"id": str})
+    assert len(folds) == 60 and folds["fold"].nunique() == 5
+    assert (run / "checkpoints" / "best.ckpt").is_file() and (run / "checkpoints" / "last.ckpt").is_file()
+    logged = pd.read_csv(run / "csv" / "metrics.csv")
+    for column in ("train/loss_epoch", "val/loss", "val/score", "val/best_score", "val/best_threshold"):
+        assert logged[column].notna().any(), column
+    assert any(c.startswith("lr-") for c in logged.columns)
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+
+    oof = np.load(run / "oof.npz")
+    val_ids = folds.loc[folds["fold"] == cfg.data.fold, "id"].tolist()
+    assert oof["ids"].tolist() == val_ids
+    assert oof["probabilities"].shape == (len(val_ids), 101, 101)
+    assert np.array_equal(oof["masks"], objects["datamodule"].val_tiles.masks)
+
+    net = load_net(run / "checkpoints" / "best.ckpt")
+    assert type(net).__name__ == type(objects["module"].net).__name__
+
+
+def test_cli_honours_hydra_run_dir(synthetic_root, tmp_path):
+    run = tmp_path / "cli-run"
+    result = subprocess.run(
+        [sys.executable, "-m", "salt.train", "experiment=smoke", f"data.root={synthetic_root}",
+         "trainer.max_epochs=1", "logger.tensorboard=null", f"hydra.run.dir={run}"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"run directory: {run}" in result.stdout
+    assert (run / "metrics.json").is_file() and (run / ".hydra" / "config.yaml").is_file()
+
+
+def test_missing_data_root_is_a_one_line_error(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "salt.train", "experiment=smoke", f"data.root={tmp_path / 'none'}",
+         "data.synthetic=null", f"hydra.run.dir={tmp_path / 'run'}"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: {tmp_path / 'none'}: data root not found (pass data.root=DIR with the Kaggle layout)"
+    )
+
+
+def test_snapshots_every_cycle_and_swa_averages_them(train_config, tmp_path):
+    cfg = train_config("sched=cosine_restarts", "callbacks=snapshots", "sched.cycle_epochs=1",
+                       "trainer.max_epochs=3", "callbacks.swa.start_epoch=1")
+    metrics, _ = train(cfg)
+    checkpoints = tmp_path / "run" / "checkpoints"
+    snapshots = sorted((checkpoints / "snapshots").glob("cycle-*.ckpt"))
+    assert [p.name for p in snapshots] == ["cycle-000.ckpt", "cycle-001.ckpt", "cycle-002.ckpt"]
+    assert metrics["oof_source"] == "swa" and 0.0 <= metrics["swa_val_score"] <= 1.0
+
+    def state(path):
+        return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+
+    swa, averaged = state(checkpoints / "swa.ckpt"), [state(p) for p in snapshots[1:]]
+    weight = next(k for k in swa if k.endswith(".weight") and swa[k].dim() == 4)
+    assert torch.allclose(swa[weight], (averaged[0][weight] + averaged[1][weight]) / 2, atol=1e-6)
+    running_mean = next(k for k in swa if k.endswith("running_mean"))
+    # BatchNorm statistics are recomputed for the averaged weights, not averaged
+    assert not torch.allclose(
+        swa[running_mean], (averaged[0][running_mean] + averaged[1][running_mean]) / 2
+    )
+
+
+@pytest.mark.parametrize(
+    "experiment", sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml"))
+)
+def test_every_experiment_composes_and_builds(experiment):
+    cfg = compose_config("train", [f"experiment={experiment}", "model.encoder_weights=null"])
+    module = build_module(cfg)
+    assert isinstance(module, SaltModule)
+    optimizer = module.configure_optimizers()
+    assert optimizer
+    assert cfg.trainer.max_epochs >= 1 and cfg.experiment_name == experiment
+    trainer_cfg = OmegaConf.to_container(cfg.trainer)
+    assert trainer_cfg["_target_"] == "pytorch_lightning.Trainer"
+    instantiate(cfg.data)  # no data is read until setup
