@@ -7,6 +7,9 @@ DATA ?= data/tgs
 RUNS ?=
 EXPERIMENT ?= resnet34
 ARGS ?=
+OUT ?= submission.csv
+comma := ,
+space := $(empty) $(empty)
 
 .DEFAULT_GOAL := help
 .PHONY: help install test test-all lint demo train submit data bench-metric
@@ -46,8 +49,14 @@ data: ## download the competition data into DATA (needs the kaggle CLI and crede
 		for z in train.zip test.zip; do [ -f $$z ] && mkdir -p $${z%.zip} && unzip -oq $$z -d $${z%.zip}; done; true
 	$(PYTHON) -m salt.data.check $(DATA)
 
-submit: $(STAMP) ## write submission.csv from trained runs: make submit DATA=dir RUNS="run_dir ..."
-	@echo "error: salt.predict is not implemented yet (see issue 4)"; exit 1
+submit: $(STAMP) ## submission.csv from trained runs: make submit DATA=dir RUNS="run_dir ..." [KAGGLE_SUBMIT=1]
+	@test -n "$(RUNS)" || { echo 'error: pass RUNS="RUN_DIR ..." (run directories or checkpoint files)'; exit 1; }
+	$(PYTHON) -m salt.predict "runs=[$(subst $(space),$(comma),$(strip $(RUNS)))]" data.root=$(DATA) out=$(OUT) $(ARGS)
+	@if [ "$(KAGGLE_SUBMIT)" = 1 ]; then \
+		command -v kaggle >/dev/null || { echo "error: kaggle CLI not found (pip install kaggle)"; exit 1; }; \
+		message=$$($(PYTHON) -c "import sys; from salt.ensemble import submission_message as m; print(m(sys.argv[1:]))" $(RUNS)); \
+		kaggle competitions submit -c tgs-salt-identification-challenge -f $(OUT) -m "$$message"; \
+	fi
 
 bench-metric: $(STAMP) ## time the competition metric over 4,000 masks of DATA against a naive loop
 	$(PYTHON) -m salt.bench.metric $(DATA)

@@ -37,3 +37,11 @@ def load_net(path, checkpoint: dict | None = None) -> nn.Module:
         first_line = str(error).splitlines()[1].strip() if "\n" in str(error) else str(error)
         raise SaltError(f"{path}: weights do not fit the architecture ({first_line[:200]})") from None
     return net.eval()
+
+
+def tile_options(path, checkpoint: dict) -> dict:
+    """The input normalisation the net was trained with (`TileDataset` keyword arguments)."""
+    options = checkpoint.get("hyper_parameters", {}).get("tile_options")
+    if not options:
+        raise SaltError(f"{path}: not a salt checkpoint (no tile_options in its hyper-parameters)")
+    return dict(options)

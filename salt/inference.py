@@ -1,36 +1,61 @@
-"""Probabilities from a net over in-memory tiles, with flip test-time augmentation."""
+"""Probabilities from one net or an ensemble over in-memory tiles, with flip TTA."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from salt.checkpoints import load_net, read_checkpoint, tile_options
 from salt.data.datamodule import TileDataset
 from salt.data.padding import crop_tile
 
 TTA_TRANSFORMS = ("none", "hflip")
 
 
-def _check_tta(tta: Sequence[str]) -> None:
+@dataclass
+class TilePredictions:
+    """`masks`: (N, 101, 101) float32 salt probabilities; `salt`: (N,) "has salt" ones or None."""
+
+    masks: np.ndarray
+    salt: np.ndarray | None = None
+
+
+def check_tta(tta: Sequence[str]) -> list[str]:
     unknown = [name for name in tta if name not in TTA_TRANSFORMS]
     if unknown or not tta:
         raise ValueError(f"tta must be a non-empty list of {TTA_TRANSFORMS}, got {list(tta)}")
+    return list(tta)
 
 
-def tta_probabilities(net: nn.Module, images: torch.Tensor, tta: Sequence[str]) -> torch.Tensor:
-    """Mean sigmoid probability over the TTA transforms, mapped back to the input frame."""
-    total = None
+def tta_forward(net: nn.Module, images: torch.Tensor, tta: Sequence[str]):
+    """Mean probabilities over the TTA transforms, mapped back to the input frame.
+
+    Returns (mask probabilities (N, 1, H, W), has-salt probabilities (N,) or None).
+    """
+    masks, salt = 0.0, 0.0
     for name in tta:
         flipped = name == "hflip"
-        batch = images.flip(-1) if flipped else images
-        probabilities = torch.sigmoid(net(batch)["mask"].float())
-        probabilities = probabilities.flip(-1) if flipped else probabilities
-        total = probabilities if total is None else total + probabilities
-    return total / len(tta)
+        outputs = net(images.flip(-1) if flipped else images)
+        probabilities = torch.sigmoid(outputs["mask"].float())
+        masks = masks + (probabilities.flip(-1) if flipped else probabilities)
+        if "salt_logit" in outputs:
+            salt = salt + torch.sigmoid(outputs["salt_logit"].float()).reshape(-1)
+    has_salt = None if isinstance(salt, float) else salt / len(tta)
+    return masks / len(tta), has_salt
+
+
+def autocast_for(device: torch.device, precision: str | None):
+    dtype = {"bf16": torch.bfloat16, "16": torch.float16}.get((precision or "").split("-")[0])
+    if dtype is None or device.type == "cpu":
+        return nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
 
 
 @torch.inference_mode()
@@ -40,12 +65,44 @@ def predict_tiles(
     batch_size: int = 64,
     device: str | torch.device = "cpu",
     tta: Sequence[str] = ("none",),
-) -> np.ndarray:
-    """(N, 101, 101) float32 probabilities for every tile of `dataset`, in order."""
-    _check_tta(tta)
+    precision: str | None = None,
+) -> TilePredictions:
+    """Probabilities for every tile of `dataset`, in order, cropped to 101x101."""
+    tta = check_tta(tta)
+    device = torch.device(device)
     net = net.to(device).eval()
-    outputs = []
-    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        images = batch[0].to(device, non_blocking=True)
-        outputs.append(crop_tile(tta_probabilities(net, images, tta))[:, 0].cpu())
-    return torch.cat(outputs).numpy()
+    masks, salt = [], []
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False,
+                        pin_memory=device.type == "cuda")
+    with autocast_for(device, precision):
+        for batch in loader:
+            mask_probabilities, salt_probabilities = tta_forward(
+                net, batch[0].to(device, non_blocking=True), tta
+            )
+            masks.append(crop_tile(mask_probabilities)[:, 0].float().cpu())
+            if salt_probabilities is not None:
+                salt.append(salt_probabilities.float().cpu())
+    return TilePredictions(
+        masks=torch.cat(masks).numpy(), salt=torch.cat(salt).numpy() if salt else None
+    )
+
+
+def predict_ensemble(checkpoints: Sequence[Path], images: np.ndarray, **options) -> TilePredictions:
+    """The mean of `predict_tiles` over checkpoints, each loaded once, on (N, 101, 101) tiles."""
+    total_masks, total_salt, with_salt = None, None, 0
+    datasets: dict[tuple, TileDataset] = {}
+    for path in checkpoints:
+        checkpoint = read_checkpoint(path)
+        inputs = tile_options(path, checkpoint)
+        key = tuple(sorted(inputs.items()))
+        if key not in datasets:
+            datasets[key] = TileDataset(images, **inputs)
+        predictions = predict_tiles(load_net(path, checkpoint), datasets[key], **options)
+        total_masks = predictions.masks if total_masks is None else total_masks + predictions.masks
+        if predictions.salt is not None:
+            total_salt = predictions.salt if total_salt is None else total_salt + predictions.salt
+            with_salt += 1
+    return TilePredictions(
+        masks=total_masks / len(checkpoints),
+        salt=None if total_salt is None else total_salt / with_salt,
+    )

@@ -17,8 +17,9 @@ class SaltModule(pl.LightningModule):
     """Trains `net` (a SaltNet-like module returning a dict with "mask" logits) with `loss`.
 
     `optimizer` and `scheduler` are partials (Hydra `_partial_: true`) completed in
-    `configure_optimizers`. `net_config` is the net's Hydra config, kept in every checkpoint so
-    inference can rebuild the architecture without the training config.
+    `configure_optimizers`. `net_config` (the net's Hydra config) and `tile_options` (the input
+    normalisation, see `TileDataset`) are kept in every checkpoint, so inference can rebuild the
+    net and its inputs without the training config.
     """
 
     def __init__(
@@ -32,6 +33,7 @@ class SaltModule(pl.LightningModule):
         threshold: float = 0.5,
         channels_last: bool = False,
         net_config: Mapping | None = None,
+        tile_options: Mapping | None = None,
     ):
         super().__init__()
         self.save_hyperparameters(ignore=["net", "loss"], logger=False)

@@ -46,6 +46,7 @@ def build_module(cfg: DictConfig) -> SaltModule:
         scheduler_interval=sched.interval if sched else "epoch",
         scheduler_monitor=sched.get("monitor", "val/score") if sched else "val/score",
         net_config=OmegaConf.to_container(cfg.model, resolve=True),
+        tile_options={"mean": cfg.data.mean, "std": cfg.data.std, "channels": cfg.data.channels},
         **cfg.get("module", {}),
     )
 
@@ -76,14 +77,15 @@ def save_out_of_fold(module: SaltModule, datamodule: TGSDataModule, weights: dic
                      tta: list[str]) -> dict[str, float]:
     """Probabilities of the validation fold from `weights`, saved for threshold tuning."""
     module.net.load_state_dict(weights)
-    probabilities = predict_tiles(
+    predictions = predict_tiles(
         module.net, datamodule.val_set, batch_size=datamodule.val_batch_size,
         device=module.device, tta=tta,
     )
-    masks = datamodule.val_tiles.masks
+    probabilities, masks = predictions.masks, datamodule.val_tiles.masks
+    extra = {} if predictions.salt is None else {"salt": predictions.salt}
     tmp = path.with_suffix(".tmp.npz")
     np.savez_compressed(tmp, ids=np.array(datamodule.val_tiles.ids),
-                        probabilities=probabilities.astype(np.float16), masks=masks)
+                        probabilities=probabilities, masks=masks, **extra)
     os.replace(tmp, path)
     threshold, best, _ = sweep_thresholds(probabilities, masks)
     at_half = tgs_score(torch.from_numpy(probabilities > 0.5), torch.from_numpy(masks > 0))

@@ -12,8 +12,10 @@ def test_padding_reflects_and_crop_inverts_it():
     padded = pad_tile(tile)
     assert padded.shape == (128, 128)
     assert np.array_equal(crop_tile(padded), tile)
-    assert np.array_equal(padded[PAD_BEFORE - 1], tile[1])  # reflection, edge not repeated
-    assert np.array_equal(padded[-1], tile[-15])
+    inner = slice(PAD_BEFORE, PAD_BEFORE + 101)
+    assert np.array_equal(padded[PAD_BEFORE - 1, inner], tile[1])  # reflection, edge not repeated
+    assert np.array_equal(padded[-1, inner], tile[-15])
+    assert np.array_equal(padded[inner, 0], tile[:, PAD_BEFORE])
     assert torch.equal(crop_tile(torch.from_numpy(padded)[None, None]), torch.from_numpy(tile)[None, None])
     with pytest.raises(ValueError, match="expected a 128x128"):
         crop_tile(np.zeros((64, 64)))

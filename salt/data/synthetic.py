@@ -1,0 +1,202 @@
+"""Generated seismic tiles with salt bodies, in the Kaggle TGS layout and formats.
+
+    python -m salt.data.synthetic OUT_DIR --train N --test M --seed S [--section HxW]
+
+Each tile is a reflectivity series (random layer boundaries) folded and dipped by smooth
+vertical displacements, convolved with a Ricker wavelet along depth, plus noise. A salt body
+(smooth blob, body rising from the bottom, or a near-vertical flank) replaces the layering with a
+weak chaotic interior and a bright boundary reflection. About 39% of the tiles have no salt and
+about 1.5% are blank, as in the competition data. The same arguments write the same bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from salt.data.rle import rle_encode
+
+TILE = 101
+EMPTY_FRACTION = 0.39
+BLANK_FRACTION = 0.015
+
+
+def ricker(frequency: float, half_width: int = 12) -> np.ndarray:
+    t = np.arange(-half_width, half_width + 1, dtype=np.float32)
+    a = (np.pi * frequency * t) ** 2
+    return ((1 - 2 * a) * np.exp(-a)).astype(np.float32)
+
+
+def smooth_noise(rng: np.random.Generator, shape: tuple[int, int], cells: int) -> np.ndarray:
+    """Low-frequency noise: a coarse random grid resized with cubic interpolation."""
+    coarse = rng.normal(size=(cells, max(2, cells * shape[1] // shape[0]))).astype(np.float32)
+    return cv2.resize(coarse, (shape[1], shape[0]), interpolation=cv2.INTER_CUBIC)
+
+
+def smooth_curve(rng: np.random.Generator, length: int, cells: int) -> np.ndarray:
+    """A smooth random 1-D curve of `length` samples with about `cells` undulations."""
+    coarse = rng.normal(size=(1, cells + 1)).astype(np.float32)
+    return cv2.resize(coarse, (length, 1), interpolation=cv2.INTER_CUBIC)[0]
+
+
+def layered_reflectivity(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """Layer-boundary reflectivity, folded and dipped by a displacement that varies with x."""
+    height, width = shape
+    margin = height
+    series = np.zeros(height + 2 * margin, dtype=np.float32)
+    boundaries = rng.random(len(series)) < rng.uniform(0.08, 0.25)
+    series[boundaries] = rng.normal(0, 1, boundaries.sum())
+    x = np.arange(width, dtype=np.float32)
+    shift = rng.uniform(-0.4, 0.4) * x  # dip
+    for _ in range(rng.integers(1, 4)):  # folds
+        period = rng.uniform(0.5, 3) * width
+        shift += rng.uniform(0, 0.08) * height * np.sin(2 * np.pi * x / period + rng.uniform(0, 6.3))
+    map_y = np.arange(height, dtype=np.float32)[:, None] + margin + shift[None, :]
+    map_x = np.zeros_like(map_y)
+    column = series[:, None]
+    return cv2.remap(column, map_x, map_y.astype(np.float32), cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REFLECT_101)
+
+
+def salt_mask(rng: np.random.Generator, shape: tuple[int, int], coverage: float) -> np.ndarray:
+    height, width = shape
+    kind = rng.choice(["blob", "bottom", "flank"], p=[0.55, 0.3, 0.15])
+    if kind == "blob":
+        field = smooth_noise(rng, shape, int(rng.integers(2, 6)))
+        level = np.quantile(field, 1 - coverage)
+        return (field > level).astype(np.uint8)
+    wiggle_cells = int(rng.integers(2, 5))
+    if kind == "bottom":
+        top = height * (1 - coverage) + smooth_curve(rng, width, wiggle_cells) * 8
+        return (np.arange(height)[:, None] >= top[None, :]).astype(np.uint8)
+    edge = width * coverage + smooth_curve(rng, height, wiggle_cells) * 4
+    mask = (np.arange(width)[None, :] < edge[:, None]).astype(np.uint8)
+    return mask[:, ::-1].copy() if rng.random() < 0.5 else mask
+
+
+def render(rng: np.random.Generator, reflectivity: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Seismic amplitudes (uint8) of a reflectivity field with salt where `mask` is 1."""
+    salt = mask.astype(np.float32)
+    interior = rng.normal(0, 0.25, reflectivity.shape).astype(np.float32)
+    boundary = cv2.morphologyEx(mask, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)).astype(np.float32)
+    field = reflectivity * (1 - salt) + interior * salt + boundary * rng.uniform(1.5, 3.0)
+    wavelet = ricker(rng.uniform(0.05, 0.12))
+    amplitude = cv2.filter2D(field, -1, wavelet[:, None], borderType=cv2.BORDER_REFLECT_101)
+    amplitude += rng.normal(0, 0.08, amplitude.shape).astype(np.float32)
+    amplitude /= amplitude.std() + 1e-6
+    image = 128 + rng.uniform(25, 45) * amplitude + rng.uniform(-10, 10)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def coverage_target(rng: np.random.Generator) -> float:
+    if rng.random() < EMPTY_FRACTION:
+        return 0.0
+    return float(np.clip(rng.beta(0.9, 1.3), 0.005, 0.985))
+
+
+def make_tile(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One (image uint8 (101, 101), mask uint8 {0, 1} (101, 101)) pair."""
+    shape = (TILE, TILE)
+    if rng.random() < BLANK_FRACTION:
+        return np.full(shape, int(rng.integers(0, 256)), dtype=np.uint8), np.zeros(shape, np.uint8)
+    coverage = coverage_target(rng)
+    mask = salt_mask(rng, shape, coverage) if coverage else np.zeros(shape, np.uint8)
+    return render(rng, layered_reflectivity(rng, shape), mask), mask
+
+
+def make_section(height: int, width: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """One large section (uint8 image, {0, 1} mask) with several salt bodies."""
+    rng = np.random.default_rng(seed)
+    field = smooth_noise(rng, (height, width), max(3, height // 150))
+    mask = (field > np.quantile(field, 0.8)).astype(np.uint8)
+    return render(rng, layered_reflectivity(rng, (height, width)), mask), mask
+
+
+def unique_ids(rng: np.random.Generator, count: int) -> list[str]:
+    ids: list[str] = []
+    seen: set[str] = set()
+    while len(ids) < count:
+        tile_id = rng.bytes(5).hex()
+        if tile_id not in seen:
+            seen.add(tile_id)
+            ids.append(tile_id)
+    return ids
+
+
+def write_png(path: Path, array: np.ndarray) -> None:
+    if not cv2.imwrite(str(path), array):
+        raise OSError(f"{path}: could not be written")
+
+
+def write_mask(path: Path, mask: np.ndarray) -> None:
+    # as in the competition data: 16-bit 0/65535, but 8-bit when empty
+    write_png(path, mask.astype(np.uint16) * 65535 if mask.any() else mask.astype(np.uint8))
+
+
+def write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def generate(out_dir, n_train: int = 400, n_test: int = 100, seed: int = 0) -> Path:
+    """Write `n_train` labelled and `n_test` test tiles in the Kaggle layout under `out_dir`."""
+    out = Path(out_dir)
+    for folder in ("train/images", "train/masks", "test/images"):
+        (out / folder).mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    ids = unique_ids(rng, n_train + n_test)
+    train_ids, test_ids = ids[:n_train], ids[n_train:]
+    rows = []
+    for tile_id in train_ids:
+        image, mask = make_tile(rng)
+        write_png(out / "train/images" / f"{tile_id}.png", cv2.merge([image] * 3))
+        write_mask(out / "train/masks" / f"{tile_id}.png", mask)
+        rows.append(f"{tile_id},{rle_encode(mask)}\n")
+    for tile_id in test_ids:
+        image, _ = make_tile(rng)
+        write_png(out / "test/images" / f"{tile_id}.png", cv2.merge([image] * 3))
+    depths = rng.integers(50, 960, len(ids))
+    write_text(out / "depths.csv", "id,z\n" + "".join(f"{i},{z}\n" for i, z in zip(ids, depths)))
+    write_text(out / "sample_submission.csv", "id,rle_mask\n" + "".join(f"{i},1 1\n" for i in test_ids))
+    write_text(out / "train.csv", "id,rle_mask\n" + "".join(rows))  # last: marks a complete set
+    return out
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _section_shape(text: str) -> tuple[int, int]:
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH, got {text!r}") from None
+    return height, width
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--train", type=_positive, default=400)
+    parser.add_argument("--test", type=_positive, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--section", type=_section_shape, help="also write a HxW section")
+    args = parser.parse_args(argv)
+    generate(args.out_dir, args.train, args.test, args.seed)
+    if args.section:
+        image, mask = make_section(*args.section, seed=args.seed)
+        write_png(args.out_dir / "section.png", image)
+        write_png(args.out_dir / "section_mask.png", mask * 255)
+    print(f"wrote {args.train} train and {args.test} test tiles to {args.out_dir}")
+
+
+if __name__ == "__main__":
+    main()

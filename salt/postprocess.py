@@ -1,0 +1,61 @@
+"""From probabilities to masks: threshold, small-component removal, hole filling, empty gating."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class PostProcess:
+    """How probabilities become masks.
+
+    `gate`: "area" empties masks with fewer than `min_area` salt pixels; "classifier" empties
+    masks whose "has salt" probability is under `salt_threshold`; None keeps every mask.
+    """
+
+    threshold: float = 0.5
+    min_size: int = 0
+    fill_holes: bool = False
+    gate: str | None = None
+    min_area: int = 0
+    salt_threshold: float = 0.5
+
+    def __post_init__(self):
+        if self.gate not in (None, "area", "classifier"):
+            raise ValueError(f"gate must be null, 'area' or 'classifier', got {self.gate!r}")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def __call__(self, probabilities: np.ndarray, salt_probabilities: np.ndarray | None = None) -> np.ndarray:
+        masks = (probabilities > self.threshold).astype(np.uint8)
+        if self.min_size > 0:
+            masks = np.stack([remove_small_components(m, self.min_size) for m in masks])
+        if self.fill_holes:
+            masks = np.stack([fill_holes(m) for m in masks])
+        if self.gate == "area":
+            masks[masks.reshape(len(masks), -1).sum(1) < self.min_area] = 0
+        elif self.gate == "classifier":
+            if salt_probabilities is None:
+                raise ValueError("gate='classifier' needs a model with a classifier head")
+            masks[np.asarray(salt_probabilities) < self.salt_threshold] = 0
+        return masks
+
+
+def remove_small_components(mask: np.ndarray, min_size: int) -> np.ndarray:
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    keep = np.zeros(count, dtype=np.uint8)
+    keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= min_size
+    return keep[labels]
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """Fill background regions that do not touch the tile border."""
+    background = (mask == 0).astype(np.uint8)
+    count, labels = cv2.connectedComponents(background, connectivity=4)
+    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    hole = np.isin(labels, border, invert=True) & (background == 1)
+    return (mask.astype(bool) | hole).astype(np.uint8)

@@ -1,0 +1,65 @@
+"""Kaggle submission from trained runs:
+`python -m salt.predict runs=[RUN_DIR,...] data.root=DIR out=submission.csv`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import hydra
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from salt.data.io import load_test
+from salt.ensemble import read_tuned, resolve_checkpoints
+from salt.errors import SaltError, exit_on_salt_error
+from salt.inference import check_tta, predict_ensemble
+from salt.postprocess import PostProcess
+from salt.submission import write_submission
+from salt.train import CONFIG_DIR
+
+
+def postprocess_from(cfg: DictConfig, runs: list[str]) -> PostProcess:
+    if cfg.postprocess == "tuned":
+        return read_tuned(Path(runs[0]))
+    if cfg.postprocess != "fixed":
+        raise SaltError(f"postprocess must be 'tuned' or 'fixed', got {cfg.postprocess!r}")
+    return PostProcess(threshold=cfg.threshold, min_size=cfg.min_size, fill_holes=cfg.fill_holes,
+                       gate=cfg.gate, min_area=cfg.min_area, salt_threshold=cfg.salt_threshold)
+
+
+def predict(cfg: DictConfig) -> Path:
+    runs = list(cfg.runs) if not isinstance(cfg.runs, str) else [cfg.runs]
+    checkpoints = resolve_checkpoints(runs, list(cfg.checkpoints))
+    postprocess = postprocess_from(cfg, runs)
+    tta = check_tta(list(cfg.tta))
+    test = load_test(cfg.data.root)
+    device = "cuda" if cfg.device == "auto" and torch.cuda.is_available() else cfg.device
+    device = "cpu" if device == "auto" else device
+    print(f"predicting {len(test)} tiles with {len(checkpoints)} checkpoint(s) x {len(tta)} TTA")
+    predictions = predict_ensemble(checkpoints, test.images, batch_size=cfg.batch_size, device=device,
+                                   tta=tta, precision=cfg.precision)
+    masks = postprocess(predictions.masks, predictions.salt)
+    out = write_submission(cfg.out, test.ids, masks, test.ids)
+    if cfg.save_probabilities:
+        path = Path(cfg.save_probabilities)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        extra = {} if predictions.salt is None else {"salt": predictions.salt}
+        np.savez_compressed(tmp, ids=np.array(test.ids),
+                            probabilities=predictions.masks.astype(np.float16), **extra)
+        os.replace(tmp, path)
+    empty = int((masks.reshape(len(masks), -1).max(1) == 0).sum())
+    print(f"{postprocess}")
+    print(f"wrote {out}: {len(masks)} rows, {empty} empty masks")
+    return out
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="predict")
+@exit_on_salt_error
+def main(cfg: DictConfig) -> None:
+    predict(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""Tune post-processing on out-of-fold probabilities: `python -m salt.tune runs=[RUN_DIR,...]`.
+
+One setting at a time, each kept only if it raises the OOF score: the probability threshold,
+the minimum component size, empty-mask gating (by predicted area, or by the classifier head when
+the runs have one), then hole filling.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import hydra
+import numpy as np
+from omegaconf import DictConfig
+
+from salt.ensemble import POSTPROCESS_FILE, run_directory
+from salt.errors import DataError, SaltError, exit_on_salt_error
+from salt.metrics import sweep_thresholds, tgs_score
+from salt.postprocess import PostProcess
+from salt.train import CONFIG_DIR
+
+
+def load_out_of_fold(runs: list[Path]) -> dict[str, np.ndarray]:
+    """The runs' oof.npz files concatenated (e.g. the five folds of a multirun)."""
+    parts = []
+    for run in runs:
+        path = run / "oof.npz"
+        if not path.is_file():
+            raise SaltError(f"{path}: not found (train with oof=true)")
+        with np.load(path) as oof:
+            parts.append({key: oof[key] for key in oof.files})
+    with_salt = all("salt" in part for part in parts)
+    merged = {key: np.concatenate([p[key] for p in parts]) for key in ("ids", "probabilities", "masks")}
+    if with_salt:
+        merged["salt"] = np.concatenate([p["salt"] for p in parts])
+    if len(set(merged["ids"].tolist())) != len(merged["ids"]):
+        raise DataError(runs[0], "the runs' out-of-fold ids overlap: pass runs of different folds")
+    merged["probabilities"] = merged["probabilities"].astype(np.float32)
+    return merged
+
+
+def oof_score(postprocess: PostProcess, oof: dict[str, np.ndarray]) -> float:
+    masks = postprocess(oof["probabilities"], oof.get("salt"))
+    return float(tgs_score(masks, oof["masks"]))
+
+
+def best_of(candidates: list[PostProcess], oof: dict[str, np.ndarray], current: tuple[PostProcess, float]):
+    best, best_score = current
+    for candidate in candidates:
+        score = oof_score(candidate, oof)
+        if score > best_score + 1e-9:
+            best, best_score = candidate, score
+    return best, best_score
+
+
+def tune(oof: dict[str, np.ndarray], cfg: DictConfig) -> tuple[PostProcess, float, float]:
+    """(best post-processing, OOF score before (threshold 0.5, nothing else), OOF score after)."""
+    before = oof_score(PostProcess(), oof)
+    threshold, _, _ = sweep_thresholds(oof["probabilities"], oof["masks"])
+    current = (PostProcess(threshold=threshold), oof_score(PostProcess(threshold=threshold), oof))
+    current = best_of([PostProcess()], oof, current)
+    base = current[0]
+    current = best_of([replace(base, min_size=s) for s in cfg.min_sizes if s], oof, current)
+    base = current[0]
+    gates = [replace(base, gate="area", min_area=a) for a in cfg.min_areas]
+    if "salt" in oof:
+        gates += [replace(base, gate="classifier", salt_threshold=t) for t in cfg.salt_thresholds]
+    current = best_of(gates, oof, current)
+    current = best_of([replace(current[0], fill_holes=True)], oof, current)
+    return current[0], before, current[1]
+
+
+def save_tuned(runs: list[Path], postprocess: PostProcess, before: float, after: float, n: int) -> None:
+    payload = {
+        "postprocess": postprocess.as_dict(),
+        "oof_score_before": before,
+        "oof_score_after": after,
+        "oof_images": n,
+        "runs": [str(r) for r in runs],
+    }
+    for run in runs:
+        path = run / POSTPROCESS_FILE
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(payload, indent=2) + "\n")
+        os.replace(tmp, path)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="tune")
+@exit_on_salt_error
+def main(cfg: DictConfig) -> None:
+    entries = [cfg.runs] if isinstance(cfg.runs, str) else list(cfg.runs)
+    runs = [run_directory(Path(entry)) for entry in entries]
+    oof = load_out_of_fold(runs)
+    postprocess, before, after = tune(oof, cfg)
+    save_tuned(runs, postprocess, before, after, len(oof["ids"]))
+    print(f"{len(oof['ids'])} out-of-fold images from {len(runs)} run(s)")
+    print(f"OOF score before: {before:.4f} (threshold 0.5, no post-processing)")
+    print(f"OOF score after:  {after:.4f} with {postprocess}")
+    print(f"saved {POSTPROCESS_FILE} in {', '.join(map(str, runs))}")
+
+
+if __name__ == "__main__":
+    main()

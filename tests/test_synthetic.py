@@ -1,0 +1,75 @@
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from salt.data.io import load_test, load_train
+from salt.data.rle import rle_decode
+from salt.data.synthetic import generate, make_section
+
+
+def test_layout_formats_and_quirks(tmp_path):
+    root = generate(tmp_path / "a", n_train=80, n_test=10, seed=3)
+    train, test = load_train(root), load_test(root)
+    assert len(train) == 80 and len(test) == 10
+    assert not set(train.ids) & set(test.ids)
+    assert all(len(i) == 10 and int(i, 16) >= 0 for i in train.ids + test.ids)
+    table = pd.read_csv(root / "train.csv", dtype=str, keep_default_na=False)
+    for tile_id, rle in zip(table["id"], table["rle_mask"]):
+        image = cv2.imread(str(root / "train/images" / f"{tile_id}.png"), cv2.IMREAD_UNCHANGED)
+        assert image.shape == (101, 101, 3) and (image == image[..., :1]).all()
+        mask = cv2.imread(str(root / "train/masks" / f"{tile_id}.png"), cv2.IMREAD_UNCHANGED)
+        if rle:
+            assert mask.dtype == np.uint16 and set(np.unique(mask)) == {0, 65535}
+        else:
+            assert mask.dtype == np.uint8 and not mask.any()
+        assert np.array_equal(rle_decode(rle), (mask > 0).astype(np.uint8))
+    depths = pd.read_csv(root / "depths.csv", dtype={"id": str})
+    assert set(depths["id"]) == set(train.ids + test.ids) and depths["z"].between(50, 960).all()
+
+
+def test_same_seed_same_bytes_other_seed_other_images(tmp_path):
+    first, second = generate(tmp_path / "a", 20, 5, seed=1), generate(tmp_path / "b", 20, 5, seed=1)
+    files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
+    assert len(files) == 20 * 2 + 5 + 3
+    for name in files:
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+    other = load_train(generate(tmp_path / "c", 20, 5, seed=2))
+    assert not np.array_equal(other.images, load_train(first).images)
+
+
+def test_coverage_mix_is_like_the_competition(tmp_path):
+    # 39% empty in the real data, almost none fully salt, coverage spread over the rest
+    masks = load_train(generate(tmp_path, n_train=400, n_test=1, seed=0)).masks
+    coverage = masks.reshape(len(masks), -1).mean(1)
+    assert 0.3 <= (coverage == 0).mean() <= 0.5
+    assert (coverage > 0.99).mean() <= 0.02
+    deciles = np.histogram(coverage[coverage > 0], bins=10, range=(0, 1))[0]
+    assert (deciles > 0).sum() >= 8
+
+
+def test_blank_images_have_empty_masks(tmp_path):
+    train = load_train(generate(tmp_path, n_train=400, n_test=1, seed=0))
+    blank = train.images.reshape(len(train), -1).std(1) == 0
+    assert 1 <= blank.sum() <= 20
+    assert not train.masks[blank].any()
+
+
+def test_section():
+    image, mask = make_section(300, 700, seed=0)
+    assert image.shape == mask.shape == (300, 700) and image.dtype == np.uint8
+    assert 0.05 < mask.mean() < 0.5
+
+
+def test_cli(tmp_path):
+    ok = subprocess.run([sys.executable, "-m", "salt.data.synthetic", str(tmp_path / "d"),
+                         "--train", "5", "--test", "2", "--section", "150x300"],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert (tmp_path / "d" / "train.csv").is_file() and (tmp_path / "d" / "section.png").is_file()
+    bad = subprocess.run([sys.executable, "-m", "salt.data.synthetic", str(tmp_path / "e"),
+                          "--train", "0"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "must be at least 1" in bad.stderr
+    assert not (tmp_path / "e").exists()
