@@ -16,7 +16,7 @@ def read_checkpoint(path) -> dict:
     if not path.is_file():
         raise SaltError(f"{path}: checkpoint not found")
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a truncated or foreign file
         raise SaltError(f"{path}: not a readable checkpoint ({type(error).__name__})") from None
 

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from salt.checkpoints import load_net, read_checkpoint, tile_options
 from salt.data.datamodule import TileDataset
-from salt.data.padding import crop_tile
+from salt.data.padding import crop_tile, pad_tiles
 
 TTA_TRANSFORMS = ("none", "hflip")
 
@@ -35,15 +35,18 @@ def check_tta(tta: Sequence[str]) -> list[str]:
 
 
 def tta_forward(net: nn.Module, images: torch.Tensor, tta: Sequence[str]):
-    """Mean probabilities over the TTA transforms, mapped back to the input frame.
+    """Mean probabilities over the TTA transforms, on the 101x101 tiles.
 
-    Returns (mask probabilities (N, 1, H, W), has-salt probabilities (N,) or None).
+    `images` are padded (N, C, 128, 128) tiles. A flip is applied to the 101x101 tile before
+    padding (the padding is asymmetric, 13 + 14 px), which makes flip TTA exactly
+    flip-equivariant. Returns (mask probabilities (N, 1, 101, 101), has-salt (N,) or None).
     """
+    tiles = crop_tile(images)
     masks, salt = 0.0, 0.0
     for name in tta:
         flipped = name == "hflip"
-        outputs = net(images.flip(-1) if flipped else images)
-        probabilities = torch.sigmoid(outputs["mask"].float())
+        outputs = net(pad_tiles(tiles.flip(-1)) if flipped else images)
+        probabilities = crop_tile(torch.sigmoid(outputs["mask"].float()))
         masks = masks + (probabilities.flip(-1) if flipped else probabilities)
         if "salt_logit" in outputs:
             salt = salt + torch.sigmoid(outputs["salt_logit"].float()).reshape(-1)
@@ -79,7 +82,7 @@ def predict_tiles(
             mask_probabilities, salt_probabilities = tta_forward(
                 net, batch[0].to(device, non_blocking=True), tta
             )
-            masks.append(crop_tile(mask_probabilities)[:, 0].float().cpu())
+            masks.append(mask_probabilities[:, 0].cpu())
             if salt_probabilities is not None:
                 salt.append(salt_probabilities.float().cpu())
     return TilePredictions(

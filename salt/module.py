@@ -36,9 +36,12 @@ class SaltModule(pl.LightningModule):
         tile_options: Mapping | None = None,
     ):
         super().__init__()
-        self.save_hyperparameters(ignore=["net", "loss"], logger=False)
+        # plain values only, so checkpoints load with torch.load(weights_only=True)
+        self.save_hyperparameters(ignore=["net", "loss", "optimizer", "scheduler"], logger=False)
         self.net = net
         self.loss = loss
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
         self.val_score = TGSScore(threshold=threshold)
         self.val_sweep = TGSScoreSweep()
 
@@ -80,13 +83,13 @@ class SaltModule(pl.LightningModule):
         self.val_sweep.reset()
 
     def configure_optimizers(self):
-        optimizer = self.hparams.optimizer(params=self.parameters())
-        if self.hparams.scheduler is None:
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
             return optimizer
         return {
             "optimizer": optimizer,
             "lr_scheduler": {
-                "scheduler": self.hparams.scheduler(optimizer=optimizer),
+                "scheduler": self.scheduler_factory(optimizer=optimizer),
                 "interval": self.hparams.scheduler_interval,
                 "monitor": self.hparams.scheduler_monitor,
             },

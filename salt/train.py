@@ -93,7 +93,7 @@ def save_out_of_fold(module: SaltModule, datamodule: TGSDataModule, weights: dic
 
 
 def _net_weights(checkpoint_path: Path) -> dict:
-    state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)["state_dict"]
+    state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)["state_dict"]
     return {k[len("net."):]: v for k, v in state.items() if k.startswith("net.")}
 
 

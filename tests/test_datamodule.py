@@ -4,7 +4,7 @@ import torch
 from hydra.utils import instantiate
 
 from salt.data.datamodule import TGSDataModule, TileDataset
-from salt.data.padding import PAD_BEFORE, crop_tile, pad_tile
+from salt.data.padding import PAD_BEFORE, crop_tile, pad_tile, pad_tiles
 
 
 def test_padding_reflects_and_crop_inverts_it():
@@ -57,3 +57,9 @@ def test_datamodule_splits_one_fold_and_augments_only_training(train_config, tmp
 def test_datamodule_rejects_a_fold_out_of_range(synthetic_root):
     with pytest.raises(ValueError, match="data.fold must be in 0..4"):
         TGSDataModule(root=str(synthetic_root), fold=5)
+
+
+def test_tensor_padding_matches_array_padding():
+    tiles = np.random.default_rng(0).random((2, 101, 101)).astype(np.float32)
+    padded = pad_tiles(torch.from_numpy(tiles)[:, None])
+    assert torch.equal(padded[:, 0], torch.from_numpy(np.stack([pad_tile(t) for t in tiles])))

@@ -31,6 +31,7 @@ def trained_run(tmp_path_factory, synthetic_root):
     HydraConfig().set_config(cfg)
     with open_dict(cfg):
         cfg.paths.output_dir = str(run)
+        del cfg["hydra"]
     metrics, _ = train(cfg)
     return run, metrics
 

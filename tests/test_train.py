@@ -17,7 +17,7 @@ from tests.conftest import compose_config
 
 
 def test_smoke_run_trains_validates_and_writes_its_run_directory(train_config, tmp_path):
-    cfg = train_config("logger.tensorboard._target_=pytorch_lightning.loggers.TensorBoardLogger")
+    cfg = train_config("logger=default")
     metrics, objects = train(cfg)
     run = tmp_path / "run"
     assert metrics["epochs"] == cfg.trainer.max_epochs

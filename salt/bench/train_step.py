@@ -74,7 +74,7 @@ def fixed_batches(cfg, n_batches: int) -> list:
 
 def bare_loop(module, batches, device, precision: str) -> float:
     net, criterion = module.net.to(device).train(), module.loss
-    optimizer = module.hparams.optimizer(params=net.parameters())
+    optimizer = module.optimizer_factory(params=net.parameters())
     dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
     started = 0.0
     for index, (images, masks) in enumerate(batches):

@@ -26,3 +26,10 @@ def crop_tile(x):
         raise ValueError(f"expected a {PADDED}x{PADDED} or {TILE}x{TILE} map, got {tuple(x.shape)}")
     window = slice(PAD_BEFORE, PAD_BEFORE + TILE)
     return x[..., window, window]
+
+
+def pad_tiles(x):
+    """Reflect-pad a (N, C, 101, 101) tensor to 128x128 exactly as `pad_tile` does one array."""
+    import torch.nn.functional as F
+
+    return F.pad(x, (PAD_BEFORE, PAD_AFTER, PAD_BEFORE, PAD_AFTER), mode="reflect")

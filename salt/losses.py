@@ -1,0 +1,110 @@
+"""Segmentation criteria: BCE, soft Dice (smp), Lovász hinge, and the deep-supervision total."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LOVASZ_ACTIVATIONS = ("relu", "elu+1")
+
+
+def lovasz_grad(gt_sorted: torch.Tensor) -> torch.Tensor:
+    """Gradient of the Lovász extension of the Jaccard loss w.r.t. errors sorted in decreasing
+    order, row by row (Alg. 1 of Berman et al., 2018)."""
+    gt_sorted = gt_sorted.float()
+    positives = gt_sorted.sum(dim=1, keepdim=True)
+    intersection = positives - gt_sorted.cumsum(dim=1)
+    union = positives + (1 - gt_sorted).cumsum(dim=1)
+    jaccard = 1.0 - intersection / union
+    return torch.cat([jaccard[:, :1], jaccard[:, 1:] - jaccard[:, :-1]], dim=1)
+
+
+def lovasz_hinge(logits: torch.Tensor, labels: torch.Tensor, per_image: bool = True,
+                 activation: str = "relu") -> torch.Tensor:
+    """Binary Lovász hinge loss (Berman, Triki, Blaschko: "The Lovász-Softmax loss", CVPR 2018).
+
+    Vectorised over images. `activation="elu+1"` replaces relu(errors) by elu(errors) + 1, the
+    smoother variant used by top TGS solutions.
+    """
+    if activation not in LOVASZ_ACTIVATIONS:
+        raise ValueError(f"activation must be one of {LOVASZ_ACTIVATIONS}, got {activation!r}")
+    rows = len(logits) if per_image else 1
+    logits, labels = logits.reshape(rows, -1).float(), labels.reshape(rows, -1).float()
+    errors = 1.0 - logits * (2.0 * labels - 1.0)
+    errors_sorted, order = torch.sort(errors, dim=1, descending=True)
+    grad = lovasz_grad(labels.gather(1, order))
+    hinge = F.relu(errors_sorted) if activation == "relu" else F.elu(errors_sorted) + 1
+    return (hinge * grad).sum(dim=1).mean()
+
+
+class LovaszHinge(nn.Module):
+    def __init__(self, per_image: bool = True, activation: str = "relu"):
+        super().__init__()
+        if activation not in LOVASZ_ACTIVATIONS:
+            raise ValueError(f"activation must be one of {LOVASZ_ACTIVATIONS}, got {activation!r}")
+        self.per_image, self.activation = per_image, activation
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return lovasz_hinge(logits, target, self.per_image, self.activation)
+
+
+class WeightedSum(nn.Module):
+    """sum_k weights[k] * terms[k](logits, target): e.g. BCE + Dice."""
+
+    def __init__(self, terms: Mapping[str, nn.Module], weights: Mapping[str, float] | None = None):
+        super().__init__()
+        self.terms = nn.ModuleDict(dict(terms))
+        weights = dict(weights or {})
+        unknown = set(weights) - set(self.terms)
+        if unknown:
+            raise ValueError(f"weights for unknown loss terms: {sorted(unknown)}")
+        self.weights = {name: float(weights.get(name, 1.0)) for name in self.terms}
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return sum(self.weights[name] * term(logits, target) for name, term in self.terms.items())
+
+
+class SaltLoss(nn.Module):
+    """The criterion on SaltNet's output dict, as the 4th-place TGS solution trained it.
+
+    - "mask": `mask_loss` on the final logits;
+    - "stages" (when the net returns "stage_masks"): `stage_loss` on each stage's map, over the
+      images that have salt only, averaged over stages, times `stage_weight`;
+    - "classifier" (when the net returns "salt_logit"): BCE against "has salt", times
+      `classifier_weight`.
+    Returns the components and their weighted sum, "loss".
+    """
+
+    def __init__(self, mask_loss: nn.Module, stage_loss: nn.Module | None = None,
+                 stage_weight: float = 0.1, classifier_weight: float = 0.05):
+        super().__init__()
+        self.mask_loss = mask_loss
+        self.stage_loss = stage_loss if stage_loss is not None else nn.BCEWithLogitsLoss()
+        self.stage_weight, self.classifier_weight = stage_weight, classifier_weight
+
+    def forward(self, outputs: Mapping[str, torch.Tensor], target: torch.Tensor) -> dict[str, torch.Tensor]:
+        losses = {"mask": self.mask_loss(outputs["mask"], target)}
+        total = losses["mask"]
+        has_salt = target.flatten(1).amax(dim=1)
+        if "stage_masks" in outputs:
+            losses["stages"] = self._stage_term(outputs["stage_masks"], target, has_salt > 0)
+            total = total + self.stage_weight * losses["stages"]
+        if "salt_logit" in outputs:
+            losses["classifier"] = F.binary_cross_entropy_with_logits(
+                outputs["salt_logit"].reshape(-1).float(), has_salt.float()
+            )
+            total = total + self.classifier_weight * losses["classifier"]
+        losses["loss"] = total
+        return losses
+
+    def _stage_term(self, stage_masks: torch.Tensor, target: torch.Tensor,
+                    non_empty: torch.Tensor) -> torch.Tensor:
+        selected = stage_masks[non_empty]
+        if selected.shape[0] == 0:
+            return stage_masks.sum() * 0.0
+        kept = target[non_empty]
+        per_stage = [self.stage_loss(selected[:, s : s + 1], kept) for s in range(selected.shape[1])]
+        return torch.stack(per_stage).mean()

@@ -1,0 +1,3 @@
+from salt.models.saltnet import SaltNet
+
+__all__ = ["SaltNet"]
