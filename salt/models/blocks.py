@@ -15,7 +15,9 @@ class DecoderBlock(nn.Module):
         super().__init__()
         self.conv1 = Conv2dReLU(in_channels + skip_channels, out_channels, 3, padding=1)
         self.conv2 = Conv2dReLU(out_channels, out_channels, 3, padding=1)
-        attention = {"in_channels": out_channels, "reduction": min(16, out_channels)} if scse else {}
+        # keep at least 4 squeeze channels on the narrow last stages
+        reduction = max(1, min(16, out_channels // 4))
+        attention = {"in_channels": out_channels, "reduction": reduction} if scse else {}
         self.attention = Attention("scse" if scse else None, **attention)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:

@@ -1,0 +1,126 @@
+import math
+from pathlib import Path
+
+import pytest
+import segmentation_models_pytorch as smp
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from salt.losses import LovaszHinge, SaltLoss, WeightedSum, lovasz_hinge
+from salt.train import CONFIG_DIR
+
+
+def brute_force_lovasz(logits, labels, activation="relu"):
+    """The Lovász extension of the Jaccard loss by its definition, for one small image.
+
+    With errors sorted in decreasing order e_1 >= ... >= e_p and the sets S_i of the i
+    largest-error pixels, the extension is sum_i h(e_i) * (J(S_i) - J(S_{i-1})), where
+    J(S) = 1 - |gt minus S| / |gt union S| is the Jaccard loss of mispredicting S.
+    """
+    logits, labels = logits.flatten().tolist(), labels.flatten().tolist()
+    errors = [1 - z * (2 * y - 1) for z, y in zip(logits, labels)]
+    order = sorted(range(len(errors)), key=lambda i: -errors[i])
+    positives = {i for i, y in enumerate(labels) if y == 1}
+
+    def jaccard(mispredicted):
+        intersection = len(positives - mispredicted)
+        union = len(positives | mispredicted)
+        return 1 - intersection / union if union else 0.0
+
+    def hinge(e):
+        return max(e, 0.0) if activation == "relu" else (e if e > 0 else math.exp(e) - 1) + 1
+
+    total, previous = 0.0, 0.0
+    for i in range(len(order)):
+        current = jaccard(set(order[: i + 1]))
+        total += hinge(errors[order[i]]) * (current - previous)
+        previous = current
+    return total
+
+
+@pytest.mark.parametrize("activation", ["relu", "elu+1"])
+def test_lovasz_matches_brute_force(activation):
+    generator = torch.Generator().manual_seed(0)
+    for size in (2, 3):
+        for _ in range(20):
+            logits = torch.randn(1, 1, size, size, generator=generator) * 2
+            labels = (torch.rand(1, 1, size, size, generator=generator) > 0.5).float()
+            expected = brute_force_lovasz(logits, labels, activation)
+            assert lovasz_hinge(logits, labels, activation=activation).item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_lovasz_hand_case():
+    # two pixels, truth [1, 0], logits [2, 1]: errors [-1, 2]; sorted: pixel 2 (error 2) first
+    # J({2}) = 1 - 1/2 = 0.5, J({1, 2}) = 1: loss = relu(2) * 0.5 + relu(-1) * 0.5 = 1.0
+    loss = lovasz_hinge(torch.tensor([[2.0, 1.0]]), torch.tensor([[1.0, 0.0]]))
+    assert loss.item() == pytest.approx(1.0)
+    elu = lovasz_hinge(torch.tensor([[2.0, 1.0]]), torch.tensor([[1.0, 0.0]]), activation="elu+1")
+    assert elu.item() == pytest.approx(3 * 0.5 + math.exp(-1) * 0.5)
+
+
+def test_relu_lovasz_matches_smp_per_image_and_per_batch():
+    logits = torch.randn(4, 1, 16, 16)
+    labels = (torch.rand(4, 1, 16, 16) > 0.6).float()
+    labels[1] = 0  # an empty image
+    for per_image in (True, False):
+        ours = lovasz_hinge(logits, labels, per_image=per_image)
+        theirs = smp.losses.LovaszLoss("binary", per_image=per_image)(logits, labels)
+        assert ours.item() == pytest.approx(theirs.item(), abs=1e-5)
+
+
+def test_bce_and_dice_by_hand():
+    logits, target = torch.tensor([[[[0.0, 2.0]]]]), torch.tensor([[[[1.0, 0.0]]]])
+    bce = -(math.log(0.5) + math.log(1 - 1 / (1 + math.exp(-2)))) / 2
+    dice_terms = WeightedSum({"bce": torch.nn.BCEWithLogitsLoss(),
+                              "dice": smp.losses.DiceLoss("binary")}, {"bce": 2.0, "dice": 1.0})
+    p = torch.sigmoid(logits).flatten()
+    dice = 1 - (2 * (p * target.flatten()).sum()) / (p.sum() + target.sum())
+    assert dice_terms(logits, target).item() == pytest.approx(2 * bce + dice.item(), abs=1e-4)
+    with pytest.raises(ValueError, match="unknown loss terms"):
+        WeightedSum({"bce": torch.nn.BCEWithLogitsLoss()}, {"dice": 1.0})
+
+
+def test_deep_supervision_ignores_empty_images_and_uses_has_salt_targets():
+    target = torch.zeros(2, 1, 8, 8)
+    target[0, :, 2:5, 2:5] = 1  # image 0 has salt, image 1 is empty
+    outputs = {"mask": torch.randn(2, 1, 8, 8), "stage_masks": torch.randn(2, 3, 8, 8),
+               "salt_logit": torch.tensor([[1.5], [-0.5]])}
+    criterion = SaltLoss(LovaszHinge(), torch.nn.BCEWithLogitsLoss(), stage_weight=0.1,
+                         classifier_weight=0.05)
+    losses = criterion(outputs, target)
+    changed = dict(outputs, stage_masks=outputs["stage_masks"].clone())
+    changed["stage_masks"][1] = 100.0  # the empty image's stage maps
+    assert criterion(changed, target)["stages"].item() == pytest.approx(losses["stages"].item())
+    expected_stages = sum(torch.nn.functional.binary_cross_entropy_with_logits(
+        outputs["stage_masks"][:1, s:s + 1], target[:1]) for s in range(3)) / 3
+    assert losses["stages"].item() == pytest.approx(expected_stages.item(), abs=1e-6)
+    expected_classifier = (-math.log(torch.sigmoid(torch.tensor(1.5)).item())
+                           - math.log(1 - torch.sigmoid(torch.tensor(-0.5)).item())) / 2
+    assert losses["classifier"].item() == pytest.approx(expected_classifier, abs=1e-6)
+    assert losses["loss"].item() == pytest.approx(
+        (losses["mask"] + 0.1 * losses["stages"] + 0.05 * losses["classifier"]).item(), abs=1e-6)
+    all_empty = criterion(outputs, torch.zeros_like(target))
+    assert all_empty["stages"].item() == 0.0
+
+
+def test_gradients_flow_to_every_output():
+    outputs = {k: torch.randn(*s, requires_grad=True) for k, s in
+               {"mask": (2, 1, 8, 8), "stage_masks": (2, 2, 8, 8), "salt_logit": (2, 1)}.items()}
+    target = (torch.rand(2, 1, 8, 8) > 0.5).float()
+    SaltLoss(LovaszHinge(activation="elu+1"))(outputs, target)["loss"].backward()
+    assert all(o.grad is not None and o.grad.abs().sum() > 0 for o in outputs.values())
+
+
+@pytest.mark.parametrize("path", sorted(Path(CONFIG_DIR, "loss").glob("*.yaml")), ids=lambda p: p.stem)
+def test_loss_configs_instantiate_and_run(path):
+    criterion = instantiate(OmegaConf.load(path))
+    outputs = {"mask": torch.randn(2, 1, 8, 8), "stage_masks": torch.randn(2, 2, 8, 8),
+               "salt_logit": torch.randn(2, 1)}
+    losses = criterion(outputs, (torch.rand(2, 1, 8, 8) > 0.5).float())
+    assert torch.isfinite(losses["loss"]) and {"mask", "stages", "classifier"} <= set(losses)
+
+
+def test_unknown_activation():
+    with pytest.raises(ValueError, match="activation must be one of"):
+        LovaszHinge(activation="softplus")

@@ -1,0 +1,124 @@
+"""One parametrised tester over SaltNet's variants and encoders, plus encoder weights."""
+
+import itertools
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from salt.errors import SaltError
+from salt.losses import SaltLoss
+from salt.models import SaltNet
+from salt.models.encoders import build_encoder
+from salt.train import CONFIG_DIR
+
+VARIANTS = list(itertools.product([True, False], repeat=4))  # scse, hypercolumn, deep sup., classifier
+ENCODERS = ["resnet18", "efficientnet-b0"]
+
+
+@pytest.mark.parametrize("encoder", ENCODERS)
+@pytest.mark.parametrize("scse, hypercolumn, deep_supervision, classifier", VARIANTS)
+def test_variant_shapes_and_one_training_step(encoder, scse, hypercolumn, deep_supervision, classifier):
+    torch.manual_seed(0)
+    net = SaltNet(encoder_name=encoder, encoder_depth=3, decoder_channels=[32, 16, 8], scse=scse,
+                  hypercolumn=hypercolumn, deep_supervision=deep_supervision,
+                  classifier=classifier, dropout=0.1, head_channels=8)
+    images = torch.randn(2, 1, 128, 128)
+    target = torch.zeros(2, 1, 128, 128)
+    target[0, :, 40:90, 30:80] = 1  # one image with salt, one empty
+    outputs = net(images)
+    expected = {"mask"} | ({"stage_masks"} if deep_supervision else set()) | (
+        {"salt_logit"} if classifier else set())
+    assert set(outputs) == expected
+    assert outputs["mask"].shape == (2, 1, 128, 128)
+    if deep_supervision:
+        assert outputs["stage_masks"].shape == (2, 3, 128, 128)
+    if classifier:
+        assert outputs["salt_logit"].shape == (2, 1)
+    assert (len([m for m in net.modules() if type(m).__name__ == "SCSEModule"]) > 0) == scse
+
+    before = {name: p.detach().clone() for name, p in net.named_parameters()}
+    losses = SaltLoss(torch.nn.BCEWithLogitsLoss())(outputs, target)
+    losses["loss"].backward()
+    torch.optim.SGD(net.parameters(), lr=0.1).step()
+    assert torch.isfinite(losses["loss"])
+    heads = ("decoder.", "segmentation_head.", "stage_heads.", "classification_head.")
+    # every decoder and head weight learns from one step, and so does the encoder (whose stages
+    # deeper than encoder_depth may exist in the module without being used)
+    for name, param in net.named_parameters():
+        if name.startswith(heads) and name.endswith("weight") and ".attention." not in name:
+            assert not torch.equal(before[name], param), name
+    changed = [name for name, p in net.named_parameters()
+               if name.startswith("encoder.") and not torch.equal(before[name], p)]
+    assert changed
+
+
+def test_default_resnet34_full_depth():
+    net = SaltNet(classifier=True, deep_supervision=True, center=True).eval()
+    with torch.no_grad():
+        outputs = net(torch.randn(1, 1, 128, 128))
+    assert outputs["mask"].shape == (1, 1, 128, 128) and outputs["stage_masks"].shape[1] == 5
+
+
+def test_three_channels_and_channels_last():
+    net = SaltNet("resnet18", in_channels=3, encoder_depth=3, decoder_channels=[16, 8, 8]).eval()
+    x = torch.randn(2, 3, 128, 128)
+    with torch.no_grad():
+        reference = net(x)["mask"]
+        net = net.to(memory_format=torch.channels_last)
+        fast = net(x.contiguous(memory_format=torch.channels_last))["mask"]
+    assert torch.allclose(reference, fast, atol=1e-4)
+
+
+def test_hypercolumn_feeds_every_stage_to_the_head():
+    with_hc = SaltNet("resnet18", encoder_depth=3, decoder_channels=[32, 16, 8], hypercolumn=True)
+    without = SaltNet("resnet18", encoder_depth=3, decoder_channels=[32, 16, 8], hypercolumn=False)
+    first_conv = lambda net: next(m for m in net.segmentation_head.modules() if isinstance(m, torch.nn.Conv2d))  # noqa: E731
+    assert first_conv(with_hc).in_channels == 32 + 16 + 8
+    assert first_conv(without).in_channels == 8
+
+
+def test_local_weights_file_loads_and_adapts_to_one_channel(tmp_path):
+    torch.manual_seed(1)
+    three = build_encoder("resnet18", None, in_channels=3, depth=5)
+    torch.save(three.state_dict(), tmp_path / "encoder.pth")
+    net = SaltNet("resnet18", encoder_weights=str(tmp_path / "encoder.pth"), in_channels=3)
+    for key, value in three.state_dict().items():
+        assert torch.equal(net.encoder.state_dict()[key], value), key
+    one = SaltNet("resnet18", encoder_weights=str(tmp_path / "encoder.pth"), in_channels=1)
+    assert torch.allclose(one.encoder.conv1.weight, three.conv1.weight.sum(1, keepdim=True))
+    assert torch.equal(one.encoder.layer1[0].conv1.weight, three.layer1[0].conv1.weight)
+    # a salt checkpoint's state_dict (net.encoder.* keys) works too
+    torch.save({"state_dict": {f"net.encoder.{k}": v for k, v in one.encoder.state_dict().items()}},
+               tmp_path / "run.ckpt")
+    again = SaltNet("resnet18", encoder_weights=str(tmp_path / "run.ckpt"))
+    assert torch.equal(again.encoder.conv1.weight, one.encoder.conv1.weight)
+
+
+def test_missing_or_foreign_weights_file(tmp_path):
+    with pytest.raises(SaltError, match="encoder weights file not found"):
+        SaltNet("resnet18", encoder_weights=str(tmp_path / "nowhere.pth"))
+    torch.save(build_encoder("resnet34", None, 3, 5).state_dict(), tmp_path / "r34.pth")
+    with pytest.raises(SaltError, match="weights do not fit encoder resnet18"):
+        SaltNet("resnet18", encoder_weights=str(tmp_path / "r34.pth"))
+
+
+def test_imagenet_without_network_fails_fast_naming_the_fix():
+    started = time.time()
+    try:
+        SaltNet("resnet18", encoder_weights="imagenet")
+    except SaltError as error:
+        assert "model.encoder_weights=null" in str(error) and "\n" not in str(error)
+        assert time.time() - started < 20
+    else:
+        pytest.skip("the weights hub is reachable (or cached) here")
+
+
+@pytest.mark.parametrize("path", sorted(Path(CONFIG_DIR, "model").glob("*.yaml")), ids=lambda p: p.stem)
+def test_model_configs_instantiate(path):
+    cfg = OmegaConf.load(path)
+    cfg.encoder_weights = None
+    assert isinstance(instantiate(cfg), SaltNet)
