@@ -33,6 +33,7 @@ test-all: $(STAMP) ## run every test, the slow ones too
 
 lint: $(STAMP) ## ruff over the package and the tests
 	$(VENV)/bin/ruff check salt tests
+	$(VENV)/bin/ruff format --check salt tests
 
 demo: $(STAMP) ## train the offline CPU demo on generated data (a few minutes)
 	$(PYTHON) -m salt.train experiment=demo hydra.run.dir=outputs/demo $(ARGS)

@@ -23,8 +23,9 @@ class CycleSWA(Callback):
     state, so a resumed run keeps it.
     """
 
-    def __init__(self, dirpath: str, start_epoch: int = 0, every_n_epochs: int = 1,
-                 filename: str = "swa"):
+    def __init__(
+        self, dirpath: str, start_epoch: int = 0, every_n_epochs: int = 1, filename: str = "swa"
+    ):
         if every_n_epochs < 1:
             raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
         self.dirpath = Path(dirpath)
@@ -50,7 +51,9 @@ class CycleSWA(Callback):
                 self._pending_state = None
 
     def should_update(self, epoch: int) -> bool:
-        return epoch >= self.start_epoch and (epoch - self.start_epoch + 1) % self.every_n_epochs == 0
+        return (
+            epoch >= self.start_epoch and (epoch - self.start_epoch + 1) % self.every_n_epochs == 0
+        )
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.should_update(trainer.current_epoch):

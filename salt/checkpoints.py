@@ -30,12 +30,16 @@ def load_net(path, checkpoint: dict | None = None) -> nn.Module:
     # the checkpoint holds every weight; never download or read pretrained encoder weights here
     net = instantiate({**net_config, "encoder_weights": None})
     prefix = "net."
-    state = {k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+    state = {
+        k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)
+    }
     try:
         net.load_state_dict(state)
     except RuntimeError as error:
         first_line = str(error).splitlines()[1].strip() if "\n" in str(error) else str(error)
-        raise SaltError(f"{path}: weights do not fit the architecture ({first_line[:200]})") from None
+        raise SaltError(
+            f"{path}: weights do not fit the architecture ({first_line[:200]})"
+        ) from None
     return net.eval()
 
 

@@ -18,7 +18,9 @@ def run_checkpoints(run: Path, kinds: Sequence[str]) -> list[Path]:
     found: list[Path] = []
     for kind in kinds:
         if kind not in CHECKPOINT_KINDS:
-            raise SaltError(f"unknown checkpoint kind {kind!r} (choose from {', '.join(CHECKPOINT_KINDS)})")
+            raise SaltError(
+                f"unknown checkpoint kind {kind!r} (choose from {', '.join(CHECKPOINT_KINDS)})"
+            )
         if kind == "snapshots":
             found.extend(sorted((folder / "snapshots").glob("*.ckpt")))
         elif (folder / f"{kind}.ckpt").is_file():
@@ -54,8 +56,10 @@ def run_directory(entry: Path) -> Path:
 def read_tuned(run: Path) -> PostProcess:
     path = run_directory(run) / POSTPROCESS_FILE
     if not path.is_file():
-        raise SaltError(f"{path}: not found; run `python -m salt.tune runs=[...]` first, "
-                        "or pass postprocess=fixed with threshold=...")
+        raise SaltError(
+            f"{path}: not found; run `python -m salt.tune runs=[...]` first, "
+            "or pass postprocess=fixed with threshold=..."
+        )
     try:
         return PostProcess(**json.loads(path.read_text())["postprocess"])
     except (ValueError, KeyError, TypeError) as error:
@@ -65,8 +69,11 @@ def read_tuned(run: Path) -> PostProcess:
 def submission_message(runs: Sequence[str | Path]) -> str:
     """A Kaggle submission message naming the experiments and their out-of-fold score."""
     directories = [run_directory(Path(entry)) for entry in runs]
-    metrics = [json.loads((d / "metrics.json").read_text())
-               for d in directories if (d / "metrics.json").is_file()]
+    metrics = [
+        json.loads((d / "metrics.json").read_text())
+        for d in directories
+        if (d / "metrics.json").is_file()
+    ]
     experiments = "+".join(sorted({str(m.get("experiment")) for m in metrics})) or "unknown"
     tuned = directories[0] / POSTPROCESS_FILE
     if tuned.is_file():

@@ -75,8 +75,9 @@ def predict_tiles(
     device = torch.device(device)
     net = net.to(device).eval()
     masks, salt = [], []
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False,
-                        pin_memory=device.type == "cuda")
+    loader = DataLoader(
+        dataset, batch_size=batch_size, shuffle=False, pin_memory=device.type == "cuda"
+    )
     with autocast_for(device, precision):
         for batch in loader:
             mask_probabilities, salt_probabilities = tta_forward(

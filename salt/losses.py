@@ -22,8 +22,9 @@ def lovasz_grad(gt_sorted: torch.Tensor) -> torch.Tensor:
     return torch.cat([jaccard[:, :1], jaccard[:, 1:] - jaccard[:, :-1]], dim=1)
 
 
-def lovasz_hinge(logits: torch.Tensor, labels: torch.Tensor, per_image: bool = True,
-                 activation: str = "relu") -> torch.Tensor:
+def lovasz_hinge(
+    logits: torch.Tensor, labels: torch.Tensor, per_image: bool = True, activation: str = "relu"
+) -> torch.Tensor:
     """Binary Lovász hinge loss (Berman, Triki, Blaschko: "The Lovász-Softmax loss", CVPR 2018).
 
     Vectorised over images. `activation="elu+1"` replaces relu(errors) by elu(errors) + 1, the
@@ -78,14 +79,21 @@ class SaltLoss(nn.Module):
     Returns the components and their weighted sum, "loss".
     """
 
-    def __init__(self, mask_loss: nn.Module, stage_loss: nn.Module | None = None,
-                 stage_weight: float = 0.1, classifier_weight: float = 0.05):
+    def __init__(
+        self,
+        mask_loss: nn.Module,
+        stage_loss: nn.Module | None = None,
+        stage_weight: float = 0.1,
+        classifier_weight: float = 0.05,
+    ):
         super().__init__()
         self.mask_loss = mask_loss
         self.stage_loss = stage_loss if stage_loss is not None else nn.BCEWithLogitsLoss()
         self.stage_weight, self.classifier_weight = stage_weight, classifier_weight
 
-    def forward(self, outputs: Mapping[str, torch.Tensor], target: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self, outputs: Mapping[str, torch.Tensor], target: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         losses = {"mask": self.mask_loss(outputs["mask"], target)}
         total = losses["mask"]
         has_salt = target.flatten(1).amax(dim=1)
@@ -100,11 +108,14 @@ class SaltLoss(nn.Module):
         losses["loss"] = total
         return losses
 
-    def _stage_term(self, stage_masks: torch.Tensor, target: torch.Tensor,
-                    non_empty: torch.Tensor) -> torch.Tensor:
+    def _stage_term(
+        self, stage_masks: torch.Tensor, target: torch.Tensor, non_empty: torch.Tensor
+    ) -> torch.Tensor:
         selected = stage_masks[non_empty]
         if selected.shape[0] == 0:
             return stage_masks.sum() * 0.0
         kept = target[non_empty]
-        per_stage = [self.stage_loss(selected[:, s : s + 1], kept) for s in range(selected.shape[1])]
+        per_stage = [
+            self.stage_loss(selected[:, s : s + 1], kept) for s in range(selected.shape[1])
+        ]
         return torch.stack(per_stage).mean()

@@ -57,8 +57,14 @@ class SaltModule(pl.LightningModule):
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         images, masks = batch
         losses = self.loss(self(images), masks)
-        self.log("train/loss", losses["loss"], on_step=True, on_epoch=True, prog_bar=True,
-                 batch_size=len(images))
+        self.log(
+            "train/loss",
+            losses["loss"],
+            on_step=True,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=len(images),
+        )
         components = {f"train/{k}": v for k, v in losses.items() if k != "loss"}
         self.log_dict(components, on_step=False, on_epoch=True, batch_size=len(images))
         return losses["loss"]
@@ -67,8 +73,14 @@ class SaltModule(pl.LightningModule):
         images, masks = batch
         outputs = self(images)
         losses = self.loss(outputs, masks)
-        self.log("val/loss", losses["loss"], on_epoch=True, sync_dist=True, prog_bar=True,
-                 batch_size=len(images))
+        self.log(
+            "val/loss",
+            losses["loss"],
+            on_epoch=True,
+            sync_dist=True,
+            prog_bar=True,
+            batch_size=len(images),
+        )
         probabilities = crop_tile(torch.sigmoid(outputs["mask"].float()))
         truth = crop_tile(masks)
         self.val_score.update(probabilities, truth)

@@ -30,7 +30,9 @@ class PostProcess:
     def as_dict(self) -> dict:
         return asdict(self)
 
-    def __call__(self, probabilities: np.ndarray, salt_probabilities: np.ndarray | None = None) -> np.ndarray:
+    def __call__(
+        self, probabilities: np.ndarray, salt_probabilities: np.ndarray | None = None
+    ) -> np.ndarray:
         masks = (probabilities > self.threshold).astype(np.uint8)
         if self.min_size > 0:
             masks = np.stack([remove_small_components(m, self.min_size) for m in masks])
@@ -46,7 +48,9 @@ class PostProcess:
 
 
 def remove_small_components(mask: np.ndarray, min_size: int) -> np.ndarray:
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(
+        mask.astype(np.uint8), connectivity=8
+    )
     keep = np.zeros(count, dtype=np.uint8)
     keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= min_size
     return keep[labels]

@@ -25,8 +25,14 @@ def postprocess_from(cfg: DictConfig, runs: list[str]) -> PostProcess:
         return read_tuned(Path(runs[0]))
     if cfg.postprocess != "fixed":
         raise SaltError(f"postprocess must be 'tuned' or 'fixed', got {cfg.postprocess!r}")
-    return PostProcess(threshold=cfg.threshold, min_size=cfg.min_size, fill_holes=cfg.fill_holes,
-                       gate=cfg.gate, min_area=cfg.min_area, salt_threshold=cfg.salt_threshold)
+    return PostProcess(
+        threshold=cfg.threshold,
+        min_size=cfg.min_size,
+        fill_holes=cfg.fill_holes,
+        gate=cfg.gate,
+        min_area=cfg.min_area,
+        salt_threshold=cfg.salt_threshold,
+    )
 
 
 def predict(cfg: DictConfig) -> Path:
@@ -38,16 +44,23 @@ def predict(cfg: DictConfig) -> Path:
     device = "cuda" if cfg.device == "auto" and torch.cuda.is_available() else cfg.device
     device = "cpu" if device == "auto" else device
     print(f"predicting {len(test)} tiles with {len(checkpoints)} checkpoint(s) x {len(tta)} TTA")
-    predictions = predict_ensemble(checkpoints, test.images, batch_size=cfg.batch_size, device=device,
-                                   tta=tta, precision=cfg.precision)
+    predictions = predict_ensemble(
+        checkpoints,
+        test.images,
+        batch_size=cfg.batch_size,
+        device=device,
+        tta=tta,
+        precision=cfg.precision,
+    )
     masks = postprocess(predictions.masks, predictions.salt)
     out = write_submission(cfg.out, test.ids, masks, test.ids)
     if cfg.save_probabilities:
         path = Path(cfg.save_probabilities)
         tmp = path.with_name(path.name + ".tmp.npz")
         extra = {} if predictions.salt is None else {"salt": predictions.salt}
-        np.savez_compressed(tmp, ids=np.array(test.ids),
-                            probabilities=predictions.masks.astype(np.float16), **extra)
+        np.savez_compressed(
+            tmp, ids=np.array(test.ids), probabilities=predictions.masks.astype(np.float16), **extra
+        )
         os.replace(tmp, path)
     empty = int((masks.reshape(len(masks), -1).max(1) == 0).sum())
     print(f"{postprocess}")

@@ -13,7 +13,9 @@ from salt.data.rle import TILE_SHAPE, rle_decode, rle_encode
 from salt.errors import DataError, SaltError
 
 
-def check_submission_rows(path, ids: Sequence[str], rles: Sequence[str], expected_ids: Sequence[str]) -> None:
+def check_submission_rows(
+    path, ids: Sequence[str], rles: Sequence[str], expected_ids: Sequence[str]
+) -> None:
     """Every expected id exactly once, in order, and every RLE valid for a 101x101 tile."""
     seen: set[str] = set()
     for tile_id in ids:
@@ -22,7 +24,9 @@ def check_submission_rows(path, ids: Sequence[str], rles: Sequence[str], expecte
         seen.add(tile_id)
     missing = [tile_id for tile_id in expected_ids if tile_id not in seen]
     if missing:
-        raise DataError(path, f"{len(missing)} id(s) of sample_submission.csv missing, e.g. {missing[0]!r}")
+        raise DataError(
+            path, f"{len(missing)} id(s) of sample_submission.csv missing, e.g. {missing[0]!r}"
+        )
     extra = [tile_id for tile_id in ids if tile_id not in set(expected_ids)]
     if extra:
         raise DataError(path, f"id {extra[0]!r} is not in sample_submission.csv")
@@ -30,7 +34,9 @@ def check_submission_rows(path, ids: Sequence[str], rles: Sequence[str], expecte
         rle_decode(rle, TILE_SHAPE, source=f"{path} (id {tile_id})")
 
 
-def write_submission(path, ids: Sequence[str], masks: np.ndarray, expected_ids: Sequence[str]) -> Path:
+def write_submission(
+    path, ids: Sequence[str], masks: np.ndarray, expected_ids: Sequence[str]
+) -> Path:
     """Write `id,rle_mask` rows in the order of `expected_ids`; nothing is left on failure."""
     path = Path(path)
     if len(ids) != len(masks):

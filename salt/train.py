@@ -68,24 +68,35 @@ def _scalar(value) -> float | None:
 
 
 def _validate(trainer: pl.Trainer, module: SaltModule, datamodule, ckpt_path) -> dict[str, float]:
-    results = trainer.validate(module, datamodule=datamodule, ckpt_path=str(ckpt_path), verbose=False)
+    results = trainer.validate(
+        module, datamodule=datamodule, ckpt_path=str(ckpt_path), verbose=False
+    )
     return {k: float(v) for k, v in results[0].items()}
 
 
 @rank_zero_only
-def save_out_of_fold(module: SaltModule, datamodule: TGSDataModule, weights: dict, path: Path,
-                     tta: list[str]) -> dict[str, float]:
+def save_out_of_fold(
+    module: SaltModule, datamodule: TGSDataModule, weights: dict, path: Path, tta: list[str]
+) -> dict[str, float]:
     """Probabilities of the validation fold from `weights`, saved for threshold tuning."""
     module.net.load_state_dict(weights)
     predictions = predict_tiles(
-        module.net, datamodule.val_set, batch_size=datamodule.val_batch_size,
-        device=module.device, tta=tta,
+        module.net,
+        datamodule.val_set,
+        batch_size=datamodule.val_batch_size,
+        device=module.device,
+        tta=tta,
     )
     probabilities, masks = predictions.masks, datamodule.val_tiles.masks
     extra = {} if predictions.salt is None else {"salt": predictions.salt}
     tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, ids=np.array(datamodule.val_tiles.ids),
-                        probabilities=probabilities, masks=masks, **extra)
+    np.savez_compressed(
+        tmp,
+        ids=np.array(datamodule.val_tiles.ids),
+        probabilities=probabilities,
+        masks=masks,
+        **extra,
+    )
     os.replace(tmp, path)
     threshold, best, _ = sweep_thresholds(probabilities, masks)
     at_half = tgs_score(torch.from_numpy(probabilities > 0.5), torch.from_numpy(masks > 0))
@@ -94,7 +105,7 @@ def save_out_of_fold(module: SaltModule, datamodule: TGSDataModule, weights: dic
 
 def _net_weights(checkpoint_path: Path) -> dict:
     state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)["state_dict"]
-    return {k[len("net."):]: v for k, v in state.items() if k.startswith("net.")}
+    return {k[len("net.") :]: v for k, v in state.items() if k.startswith("net.")}
 
 
 def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -138,8 +149,15 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     else:
         metrics["oof_source"] = "last"
     if cfg.get("oof", True) and trainer.is_global_zero:
-        metrics.update(save_out_of_fold(module, datamodule, final_weights, output_dir / "oof.npz",
-                                        list(cfg.get("oof_tta", ["none"]))))
+        metrics.update(
+            save_out_of_fold(
+                module,
+                datamodule,
+                final_weights,
+                output_dir / "oof.npz",
+                list(cfg.get("oof_tta", ["none"])),
+            )
+        )
     metrics["wall_seconds"] = round(time.time() - started, 1)
     write_json(output_dir / "metrics.json", metrics)
     if trainer.is_global_zero:

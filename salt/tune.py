@@ -33,7 +33,9 @@ def load_out_of_fold(runs: list[Path]) -> dict[str, np.ndarray]:
         with np.load(path) as oof:
             parts.append({key: oof[key] for key in oof.files})
     with_salt = all("salt" in part for part in parts)
-    merged = {key: np.concatenate([p[key] for p in parts]) for key in ("ids", "probabilities", "masks")}
+    merged = {
+        key: np.concatenate([p[key] for p in parts]) for key in ("ids", "probabilities", "masks")
+    }
     if with_salt:
         merged["salt"] = np.concatenate([p["salt"] for p in parts])
     if len(set(merged["ids"].tolist())) != len(merged["ids"]):
@@ -47,7 +49,9 @@ def oof_score(postprocess: PostProcess, oof: dict[str, np.ndarray]) -> float:
     return float(tgs_score(masks, oof["masks"]))
 
 
-def best_of(candidates: list[PostProcess], oof: dict[str, np.ndarray], current: tuple[PostProcess, float]):
+def best_of(
+    candidates: list[PostProcess], oof: dict[str, np.ndarray], current: tuple[PostProcess, float]
+):
     best, best_score = current
     for candidate in candidates:
         score = oof_score(candidate, oof)
@@ -73,7 +77,9 @@ def tune(oof: dict[str, np.ndarray], cfg: DictConfig) -> tuple[PostProcess, floa
     return current[0], before, current[1]
 
 
-def save_tuned(runs: list[Path], postprocess: PostProcess, before: float, after: float, n: int) -> None:
+def save_tuned(
+    runs: list[Path], postprocess: PostProcess, before: float, after: float, n: int
+) -> None:
     payload = {
         "postprocess": postprocess.as_dict(),
         "oof_score_before": before,

@@ -32,11 +32,18 @@ def train_config(tmp_path, synthetic_root) -> Callable[..., DictConfig]:
     """`train_config(*overrides)`: the smoke experiment on `synthetic_root`, writing into tmp_path."""
 
     def make(*overrides: str, output_dir: Path | None = None) -> DictConfig:
-        quiet = [] if any(o.startswith("logger") for o in overrides) else ["logger.tensorboard=null"]
+        quiet = (
+            [] if any(o.startswith("logger") for o in overrides) else ["logger.tensorboard=null"]
+        )
         cfg = compose_config(
             "train",
-            ["experiment=smoke", f"data.root={synthetic_root}", "data.synthetic=null", *quiet,
-             *overrides],
+            [
+                "experiment=smoke",
+                f"data.root={synthetic_root}",
+                "data.synthetic=null",
+                *quiet,
+                *overrides,
+            ],
         )
         HydraConfig().set_config(cfg)
         with open_dict(cfg):

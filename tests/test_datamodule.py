@@ -16,7 +16,9 @@ def test_padding_reflects_and_crop_inverts_it():
     assert np.array_equal(padded[PAD_BEFORE - 1, inner], tile[1])  # reflection, edge not repeated
     assert np.array_equal(padded[-1, inner], tile[-15])
     assert np.array_equal(padded[inner, 0], tile[:, PAD_BEFORE])
-    assert torch.equal(crop_tile(torch.from_numpy(padded)[None, None]), torch.from_numpy(tile)[None, None])
+    assert torch.equal(
+        crop_tile(torch.from_numpy(padded)[None, None]), torch.from_numpy(tile)[None, None]
+    )
     with pytest.raises(ValueError, match="expected a 128x128"):
         crop_tile(np.zeros((64, 64)))
 

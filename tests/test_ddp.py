@@ -6,8 +6,12 @@ from salt.train import train
 
 def validate(module, datamodule, devices: int) -> float:
     trainer = pl.Trainer(
-        accelerator="cpu", devices=devices, strategy="ddp_spawn" if devices > 1 else "auto",
-        logger=False, enable_progress_bar=False, enable_checkpointing=False,
+        accelerator="cpu",
+        devices=devices,
+        strategy="ddp_spawn" if devices > 1 else "auto",
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
         enable_model_summary=False,
     )
     return trainer.validate(module, datamodule=datamodule, verbose=False)[0]

@@ -52,7 +52,13 @@ def rectangle(top: int, left: int, height: int, width: int) -> np.ndarray:
 def hand_case() -> tuple[list[np.ndarray], list[np.ndarray], float]:
     """(truths, preds, score): per-image scores 1, 1, 0.2, 0, 0 by hand, mean 0.44."""
     empty = np.zeros(SHAPE, np.uint8)
-    truths = [empty, rectangle(5, 5, 20, 30), rectangle(0, 0, 10, 10), empty, rectangle(50, 50, 9, 9)]
+    truths = [
+        empty,
+        rectangle(5, 5, 20, 30),
+        rectangle(0, 0, 10, 10),
+        empty,
+        rectangle(50, 50, 9, 9),
+    ]
     preds = [empty, rectangle(5, 5, 20, 30), rectangle(0, 0, 6, 10), rectangle(1, 1, 2, 2), empty]
     return truths, preds, 0.44
 
@@ -114,7 +120,10 @@ def test_command_line_module(make_case):
     submission, masks_dir = make_case(truths, preds)
     result = subprocess.run(
         [sys.executable, "-m", "salt.evaluate", str(submission), str(masks_dir)],
-        capture_output=True, text=True, cwd=REPO_ROOT, check=False,
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert last_line(result.stdout) == f"score {reference_score(truths, preds):.4f}"

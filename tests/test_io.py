@@ -94,7 +94,9 @@ def test_corrupt_png(root):
 def test_wrong_image_size(root):
     path = root / "train/images" / f"{TRAIN_IDS[0]}.png"
     cv2.imwrite(str(path), np.zeros((100, 101, 3), dtype=np.uint8))
-    assert_one_line_error(lambda: load_train(root), str(path), "expected a 101x101 tile, got 101x100")
+    assert_one_line_error(
+        lambda: load_train(root), str(path), "expected a 101x101 tile, got 101x100"
+    )
     assert_one_line_error(lambda: read_image(path), str(path), "101x100")
 
 
@@ -135,7 +137,9 @@ def test_duplicated_id(root):
 
 def test_id_without_image(root):
     (root / "train/images" / f"{TRAIN_IDS[2]}.png").unlink()
-    assert_one_line_error(lambda: load_train(root), "train.csv", f"id '{TRAIN_IDS[2]}' has no image")
+    assert_one_line_error(
+        lambda: load_train(root), "train.csv", f"id '{TRAIN_IDS[2]}' has no image"
+    )
     (root / "test/images" / f"{TEST_IDS[1]}.png").unlink()
     assert_one_line_error(
         lambda: load_test(root), "sample_submission.csv", f"id '{TEST_IDS[1]}' has no image"
@@ -155,7 +159,9 @@ def test_csv_without_its_columns(root):
 
 
 def test_missing_root_and_empty_test_folder(root, tmp_path):
-    assert_one_line_error(lambda: load_train(tmp_path / "nowhere"), "nowhere", "data root not found")
+    assert_one_line_error(
+        lambda: load_train(tmp_path / "nowhere"), "nowhere", "data root not found"
+    )
     for path in (root / "test/images").iterdir():
         path.unlink()
     assert_one_line_error(lambda: load_test(root), "test/images", "no test images")

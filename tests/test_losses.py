@@ -47,7 +47,9 @@ def test_lovasz_matches_brute_force(activation):
             logits = torch.randn(1, 1, size, size, generator=generator) * 2
             labels = (torch.rand(1, 1, size, size, generator=generator) > 0.5).float()
             expected = brute_force_lovasz(logits, labels, activation)
-            assert lovasz_hinge(logits, labels, activation=activation).item() == pytest.approx(expected, abs=1e-6)
+            assert lovasz_hinge(logits, labels, activation=activation).item() == pytest.approx(
+                expected, abs=1e-6
+            )
 
 
 def test_lovasz_hand_case():
@@ -72,8 +74,10 @@ def test_relu_lovasz_matches_smp_per_image_and_per_batch():
 def test_bce_and_dice_by_hand():
     logits, target = torch.tensor([[[[0.0, 2.0]]]]), torch.tensor([[[[1.0, 0.0]]]])
     bce = -(math.log(0.5) + math.log(1 - 1 / (1 + math.exp(-2)))) / 2
-    dice_terms = WeightedSum({"bce": torch.nn.BCEWithLogitsLoss(),
-                              "dice": smp.losses.DiceLoss("binary")}, {"bce": 2.0, "dice": 1.0})
+    dice_terms = WeightedSum(
+        {"bce": torch.nn.BCEWithLogitsLoss(), "dice": smp.losses.DiceLoss("binary")},
+        {"bce": 2.0, "dice": 1.0},
+    )
     p = torch.sigmoid(logits).flatten()
     dice = 1 - (2 * (p * target.flatten()).sum()) / (p.sum() + target.sum())
     assert dice_terms(logits, target).item() == pytest.approx(2 * bce + dice.item(), abs=1e-4)
@@ -84,39 +88,64 @@ def test_bce_and_dice_by_hand():
 def test_deep_supervision_ignores_empty_images_and_uses_has_salt_targets():
     target = torch.zeros(2, 1, 8, 8)
     target[0, :, 2:5, 2:5] = 1  # image 0 has salt, image 1 is empty
-    outputs = {"mask": torch.randn(2, 1, 8, 8), "stage_masks": torch.randn(2, 3, 8, 8),
-               "salt_logit": torch.tensor([[1.5], [-0.5]])}
-    criterion = SaltLoss(LovaszHinge(), torch.nn.BCEWithLogitsLoss(), stage_weight=0.1,
-                         classifier_weight=0.05)
+    outputs = {
+        "mask": torch.randn(2, 1, 8, 8),
+        "stage_masks": torch.randn(2, 3, 8, 8),
+        "salt_logit": torch.tensor([[1.5], [-0.5]]),
+    }
+    criterion = SaltLoss(
+        LovaszHinge(), torch.nn.BCEWithLogitsLoss(), stage_weight=0.1, classifier_weight=0.05
+    )
     losses = criterion(outputs, target)
     changed = dict(outputs, stage_masks=outputs["stage_masks"].clone())
     changed["stage_masks"][1] = 100.0  # the empty image's stage maps
     assert criterion(changed, target)["stages"].item() == pytest.approx(losses["stages"].item())
-    expected_stages = sum(torch.nn.functional.binary_cross_entropy_with_logits(
-        outputs["stage_masks"][:1, s:s + 1], target[:1]) for s in range(3)) / 3
+    expected_stages = (
+        sum(
+            torch.nn.functional.binary_cross_entropy_with_logits(
+                outputs["stage_masks"][:1, s : s + 1], target[:1]
+            )
+            for s in range(3)
+        )
+        / 3
+    )
     assert losses["stages"].item() == pytest.approx(expected_stages.item(), abs=1e-6)
-    expected_classifier = (-math.log(torch.sigmoid(torch.tensor(1.5)).item())
-                           - math.log(1 - torch.sigmoid(torch.tensor(-0.5)).item())) / 2
+    expected_classifier = (
+        -math.log(torch.sigmoid(torch.tensor(1.5)).item())
+        - math.log(1 - torch.sigmoid(torch.tensor(-0.5)).item())
+    ) / 2
     assert losses["classifier"].item() == pytest.approx(expected_classifier, abs=1e-6)
     assert losses["loss"].item() == pytest.approx(
-        (losses["mask"] + 0.1 * losses["stages"] + 0.05 * losses["classifier"]).item(), abs=1e-6)
+        (losses["mask"] + 0.1 * losses["stages"] + 0.05 * losses["classifier"]).item(), abs=1e-6
+    )
     all_empty = criterion(outputs, torch.zeros_like(target))
     assert all_empty["stages"].item() == 0.0
 
 
 def test_gradients_flow_to_every_output():
-    outputs = {k: torch.randn(*s, requires_grad=True) for k, s in
-               {"mask": (2, 1, 8, 8), "stage_masks": (2, 2, 8, 8), "salt_logit": (2, 1)}.items()}
+    outputs = {
+        k: torch.randn(*s, requires_grad=True)
+        for k, s in {
+            "mask": (2, 1, 8, 8),
+            "stage_masks": (2, 2, 8, 8),
+            "salt_logit": (2, 1),
+        }.items()
+    }
     target = (torch.rand(2, 1, 8, 8) > 0.5).float()
     SaltLoss(LovaszHinge(activation="elu+1"))(outputs, target)["loss"].backward()
     assert all(o.grad is not None and o.grad.abs().sum() > 0 for o in outputs.values())
 
 
-@pytest.mark.parametrize("path", sorted(Path(CONFIG_DIR, "loss").glob("*.yaml")), ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "path", sorted(Path(CONFIG_DIR, "loss").glob("*.yaml")), ids=lambda p: p.stem
+)
 def test_loss_configs_instantiate_and_run(path):
     criterion = instantiate(OmegaConf.load(path))
-    outputs = {"mask": torch.randn(2, 1, 8, 8), "stage_masks": torch.randn(2, 2, 8, 8),
-               "salt_logit": torch.randn(2, 1)}
+    outputs = {
+        "mask": torch.randn(2, 1, 8, 8),
+        "stage_masks": torch.randn(2, 2, 8, 8),
+        "salt_logit": torch.randn(2, 1),
+    }
     losses = criterion(outputs, (torch.rand(2, 1, 8, 8) > 0.5).float())
     assert torch.isfinite(losses["loss"]) and {"mask", "stages", "classifier"} <= set(losses)
 

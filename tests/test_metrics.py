@@ -179,7 +179,9 @@ def test_accepts_channel_axis_bool_uint8_and_float_masks():
     truths, preds = random_masks(20, seed=2)
     expected = tgs_scores(torch.from_numpy(preds), torch.from_numpy(truths))
     as_bool = tgs_scores(torch.from_numpy(preds[:, None]).bool(), torch.from_numpy(truths).bool())
-    as_float = tgs_scores(torch.from_numpy(preds).float(), torch.from_numpy(truths[:, None]).float())
+    as_float = tgs_scores(
+        torch.from_numpy(preds).float(), torch.from_numpy(truths[:, None]).float()
+    )
     torch.testing.assert_close(as_bool, expected)
     torch.testing.assert_close(as_float, expected)
 

@@ -15,23 +15,38 @@ from salt.models import SaltNet
 from salt.models.encoders import build_encoder
 from salt.train import CONFIG_DIR
 
-VARIANTS = list(itertools.product([True, False], repeat=4))  # scse, hypercolumn, deep sup., classifier
+VARIANTS = list(
+    itertools.product([True, False], repeat=4)
+)  # scse, hypercolumn, deep sup., classifier
 ENCODERS = ["resnet18", "efficientnet-b0"]
 
 
 @pytest.mark.parametrize("encoder", ENCODERS)
 @pytest.mark.parametrize("scse, hypercolumn, deep_supervision, classifier", VARIANTS)
-def test_variant_shapes_and_one_training_step(encoder, scse, hypercolumn, deep_supervision, classifier):
+def test_variant_shapes_and_one_training_step(
+    encoder, scse, hypercolumn, deep_supervision, classifier
+):
     torch.manual_seed(0)
-    net = SaltNet(encoder_name=encoder, encoder_depth=3, decoder_channels=[32, 16, 8], scse=scse,
-                  hypercolumn=hypercolumn, deep_supervision=deep_supervision,
-                  classifier=classifier, dropout=0.1, head_channels=8)
+    net = SaltNet(
+        encoder_name=encoder,
+        encoder_depth=3,
+        decoder_channels=[32, 16, 8],
+        scse=scse,
+        hypercolumn=hypercolumn,
+        deep_supervision=deep_supervision,
+        classifier=classifier,
+        dropout=0.1,
+        head_channels=8,
+    )
     images = torch.randn(2, 1, 128, 128)
     target = torch.zeros(2, 1, 128, 128)
     target[0, :, 40:90, 30:80] = 1  # one image with salt, one empty
     outputs = net(images)
-    expected = {"mask"} | ({"stage_masks"} if deep_supervision else set()) | (
-        {"salt_logit"} if classifier else set())
+    expected = (
+        {"mask"}
+        | ({"stage_masks"} if deep_supervision else set())
+        | ({"salt_logit"} if classifier else set())
+    )
     assert set(outputs) == expected
     assert outputs["mask"].shape == (2, 1, 128, 128)
     if deep_supervision:
@@ -51,8 +66,11 @@ def test_variant_shapes_and_one_training_step(encoder, scse, hypercolumn, deep_s
     for name, param in net.named_parameters():
         if name.startswith(heads) and name.endswith("weight") and ".attention." not in name:
             assert not torch.equal(before[name], param), name
-    changed = [name for name, p in net.named_parameters()
-               if name.startswith("encoder.") and not torch.equal(before[name], p)]
+    changed = [
+        name
+        for name, p in net.named_parameters()
+        if name.startswith("encoder.") and not torch.equal(before[name], p)
+    ]
     assert changed
 
 
@@ -76,7 +94,10 @@ def test_three_channels_and_channels_last():
 def test_hypercolumn_feeds_every_stage_to_the_head():
     with_hc = SaltNet("resnet18", encoder_depth=3, decoder_channels=[32, 16, 8], hypercolumn=True)
     without = SaltNet("resnet18", encoder_depth=3, decoder_channels=[32, 16, 8], hypercolumn=False)
-    first_conv = lambda net: next(m for m in net.segmentation_head.modules() if isinstance(m, torch.nn.Conv2d))  # noqa: E731
+
+    def first_conv(net):
+        return next(m for m in net.segmentation_head.modules() if isinstance(m, torch.nn.Conv2d))
+
     assert first_conv(with_hc).in_channels == 32 + 16 + 8
     assert first_conv(without).in_channels == 8
 
@@ -92,8 +113,10 @@ def test_local_weights_file_loads_and_adapts_to_one_channel(tmp_path):
     assert torch.allclose(one.encoder.conv1.weight, three.conv1.weight.sum(1, keepdim=True))
     assert torch.equal(one.encoder.layer1[0].conv1.weight, three.layer1[0].conv1.weight)
     # a salt checkpoint's state_dict (net.encoder.* keys) works too
-    torch.save({"state_dict": {f"net.encoder.{k}": v for k, v in one.encoder.state_dict().items()}},
-               tmp_path / "run.ckpt")
+    torch.save(
+        {"state_dict": {f"net.encoder.{k}": v for k, v in one.encoder.state_dict().items()}},
+        tmp_path / "run.ckpt",
+    )
     again = SaltNet("resnet18", encoder_weights=str(tmp_path / "run.ckpt"))
     assert torch.equal(again.encoder.conv1.weight, one.encoder.conv1.weight)
 
@@ -117,7 +140,9 @@ def test_imagenet_without_network_fails_fast_naming_the_fix():
         pytest.skip("the weights hub is reachable (or cached) here")
 
 
-@pytest.mark.parametrize("path", sorted(Path(CONFIG_DIR, "model").glob("*.yaml")), ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "path", sorted(Path(CONFIG_DIR, "model").glob("*.yaml")), ids=lambda p: p.stem
+)
 def test_model_configs_instantiate(path):
     cfg = OmegaConf.load(path)
     cfg.encoder_weights = None

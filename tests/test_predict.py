@@ -25,9 +25,17 @@ from tests.conftest import compose_config
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory, synthetic_root):
     run = tmp_path_factory.mktemp("trained") / "run"
-    cfg = compose_config("train", ["experiment=smoke", f"data.root={synthetic_root}",
-                                   "data.synthetic=null", "logger.tensorboard=null",
-                                   "model.classifier=true", "trainer.max_epochs=3"])
+    cfg = compose_config(
+        "train",
+        [
+            "experiment=smoke",
+            f"data.root={synthetic_root}",
+            "data.synthetic=null",
+            "logger.tensorboard=null",
+            "model.classifier=true",
+            "trainer.max_epochs=3",
+        ],
+    )
     HydraConfig().set_config(cfg)
     with open_dict(cfg):
         cfg.paths.output_dir = str(run)
@@ -46,8 +54,9 @@ def as_test_set(root, source, ids):
 
 
 def run_module(module, *args):
-    result = subprocess.run([sys.executable, "-m", module, *map(str, args)],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True, timeout=300
+    )
     return result
 
 
@@ -72,12 +81,16 @@ def test_ensemble_of_identical_checkpoints_equals_one(trained_run, synthetic_roo
     images = load_train(synthetic_root).images[:5]
     one = predict_ensemble([best], images, tta=["none"])
     two = predict_ensemble([best, best], images, tta=["none"])
-    assert np.allclose(one.masks, two.masks, atol=1e-6) and np.allclose(one.salt, two.salt, atol=1e-6)
+    assert np.allclose(one.masks, two.masks, atol=1e-6) and np.allclose(
+        one.salt, two.salt, atol=1e-6
+    )
     last = predict_ensemble([best, run / "checkpoints" / "last.ckpt"], images, tta=["none"])
     assert last.masks.shape == one.masks.shape
 
 
-def test_train_tune_predict_evaluate_reproduces_the_run_scores(trained_run, synthetic_root, tmp_path):
+def test_train_tune_predict_evaluate_reproduces_the_run_scores(
+    trained_run, synthetic_root, tmp_path
+):
     run, metrics = trained_run
     oof = np.load(run / "oof.npz")
     test_root = as_test_set(tmp_path / "valtest", synthetic_root, oof["ids"].tolist())
@@ -85,8 +98,15 @@ def test_train_tune_predict_evaluate_reproduces_the_run_scores(trained_run, synt
 
     # the best checkpoint at threshold 0.5, no TTA: the validation score of the run
     fixed = tmp_path / "fixed.csv"
-    result = run_module("salt.predict", f"runs=[{run}]", f"data.root={test_root}", f"out={fixed}",
-                        "tta=[none]", "postprocess=fixed", "threshold=0.5")
+    result = run_module(
+        "salt.predict",
+        f"runs=[{run}]",
+        f"data.root={test_root}",
+        f"out={fixed}",
+        "tta=[none]",
+        "postprocess=fixed",
+        "threshold=0.5",
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert abs(evaluate_submission(fixed, masks_dir) - metrics["best_val_score"]) < 1e-6
 
@@ -98,15 +118,18 @@ def test_train_tune_predict_evaluate_reproduces_the_run_scores(trained_run, synt
     assert "OOF score after" in result.stdout
 
     submission = tmp_path / "tuned.csv"
-    result = run_module("salt.predict", f"runs=[{run}]", f"data.root={test_root}",
-                        f"out={submission}", "tta=[none]")  # the TTA of the smoke run's OOF
+    result = run_module(
+        "salt.predict", f"runs=[{run}]", f"data.root={test_root}", f"out={submission}", "tta=[none]"
+    )  # the TTA of the smoke run's OOF
     assert result.returncode == 0, result.stderr[-2000:]
     assert abs(evaluate_submission(submission, masks_dir) - tuned["oof_score_after"]) < 1e-6
 
 
 def test_predict_refuses_bad_inputs_in_one_line(trained_run, synthetic_root, tmp_path):
     run, _ = trained_run
-    test_root = as_test_set(tmp_path / "valtest", synthetic_root, load_train(synthetic_root).ids[:2])
+    test_root = as_test_set(
+        tmp_path / "valtest", synthetic_root, load_train(synthetic_root).ids[:2]
+    )
     empty_run = tmp_path / "empty-run"
     (empty_run / "checkpoints").mkdir(parents=True)
     no_tests = tmp_path / "no-tests"
@@ -117,7 +140,10 @@ def test_predict_refuses_bad_inputs_in_one_line(trained_run, synthetic_root, tmp
     cases = [
         ([f"runs=[{empty_run}]", f"data.root={no_tests}"], "run directory has no best checkpoints"),
         ([f"runs=[{run}]", f"data.root={no_tests}", "postprocess=fixed"], "no test images"),
-        ([f"runs=[{foreign}]", f"data.root={test_root}", "postprocess=fixed"], "not a salt checkpoint"),
+        (
+            [f"runs=[{foreign}]", f"data.root={test_root}", "postprocess=fixed"],
+            "not a salt checkpoint",
+        ),
     ]
     for args, problem in cases:
         out = tmp_path / "s.csv"

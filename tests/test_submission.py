@@ -32,9 +32,11 @@ def test_written_in_sample_order_and_decodes_back(tmp_path):
 
 @pytest.mark.parametrize(
     "ids, problem",
-    [(["c1", "c2"], "1 id(s) of sample_submission.csv missing, e.g. 'c3'"),
-     (["c1", "c2", "c2"], "id 'c2' appears more than once"),
-     (["c1", "c2", "c3", "c4"], "id 'c4' is not in sample_submission.csv")],
+    [
+        (["c1", "c2"], "1 id(s) of sample_submission.csv missing, e.g. 'c3'"),
+        (["c1", "c2", "c2"], "id 'c2' appears more than once"),
+        (["c1", "c2", "c3", "c4"], "id 'c4' is not in sample_submission.csv"),
+    ],
 )
 def test_refuses_missing_repeated_or_unknown_ids_and_writes_nothing(tmp_path, ids, problem):
     with pytest.raises(DataError, match=re.escape(problem)):
@@ -49,7 +51,9 @@ def test_refuses_bad_rle(tmp_path):
         check_submission_rows(tmp_path / "s.csv", IDS, ["1", "", ""], IDS)
 
 
-def test_missing_folder_or_full_disk_is_one_line_error_and_keeps_the_old_file(tmp_path, monkeypatch):
+def test_missing_folder_or_full_disk_is_one_line_error_and_keeps_the_old_file(
+    tmp_path, monkeypatch
+):
     with pytest.raises(SaltError, match="does not exist"):
         write_submission(tmp_path / "missing" / "s.csv", IDS, masks(), IDS)
     target = tmp_path / "s.csv"
@@ -59,7 +63,9 @@ def test_missing_folder_or_full_disk_is_one_line_error_and_keeps_the_old_file(tm
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr("salt.submission.os.fsync", full_disk)
-    with pytest.raises(SaltError, match="s.csv: could not be written \\(No space left on device\\)"):
+    with pytest.raises(
+        SaltError, match="s.csv: could not be written \\(No space left on device\\)"
+    ):
         write_submission(target, IDS, masks(), IDS)
     assert target.read_text() == "previous\n"
     assert [p.name for p in tmp_path.iterdir()] == ["s.csv"]

@@ -64,12 +64,28 @@ def test_section():
 
 
 def test_cli(tmp_path):
-    ok = subprocess.run([sys.executable, "-m", "salt.data.synthetic", str(tmp_path / "d"),
-                         "--train", "5", "--test", "2", "--section", "150x300"],
-                        capture_output=True, text=True)
+    ok = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "salt.data.synthetic",
+            str(tmp_path / "d"),
+            "--train",
+            "5",
+            "--test",
+            "2",
+            "--section",
+            "150x300",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert ok.returncode == 0, ok.stderr
     assert (tmp_path / "d" / "train.csv").is_file() and (tmp_path / "d" / "section.png").is_file()
-    bad = subprocess.run([sys.executable, "-m", "salt.data.synthetic", str(tmp_path / "e"),
-                          "--train", "0"], capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "salt.data.synthetic", str(tmp_path / "e"), "--train", "0"],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode != 0 and "must be at least 1" in bad.stderr
     assert not (tmp_path / "e").exists()

@@ -22,15 +22,29 @@ def test_smoke_run_trains_validates_and_writes_its_run_directory(train_config, t
     run = tmp_path / "run"
     assert metrics["epochs"] == cfg.trainer.max_epochs
     assert 0.0 <= metrics["best_val_score"] <= 1.0
-    assert 0.0 <= metrics["oof_best_score"] <= 1.0 and metrics["oof_best_score"] >= metrics["oof_score"]
-    assert json.loads((run / "metrics.json").read_text())["best_val_score"] == metrics["best_val_score"]
+    assert (
+        0.0 <= metrics["oof_best_score"] <= 1.0
+        and metrics["oof_best_score"] >= metrics["oof_score"]
+    )
+    assert (
+        json.loads((run / "metrics.json").read_text())["best_val_score"]
+        == metrics["best_val_score"]
+    )
     resolved = OmegaConf.load(run / "config.yaml")
     assert resolved.data.root == cfg.data.root and "${" not in (run / "config.yaml").read_text()
     folds = pd.read_csv(run / "folds.csv", dtype={"id": str})
     assert len(folds) == 60 and folds["fold"].nunique() == 5
-    assert (run / "checkpoints" / "best.ckpt").is_file() and (run / "checkpoints" / "last.ckpt").is_file()
+    assert (run / "checkpoints" / "best.ckpt").is_file() and (
+        run / "checkpoints" / "last.ckpt"
+    ).is_file()
     logged = pd.read_csv(run / "csv" / "metrics.csv")
-    for column in ("train/loss_epoch", "val/loss", "val/score", "val/best_score", "val/best_threshold"):
+    for column in (
+        "train/loss_epoch",
+        "val/loss",
+        "val/score",
+        "val/best_score",
+        "val/best_threshold",
+    ):
         assert logged[column].notna().any(), column
     assert any(c.startswith("lr-") for c in logged.columns)
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
@@ -48,9 +62,19 @@ def test_smoke_run_trains_validates_and_writes_its_run_directory(train_config, t
 def test_cli_honours_hydra_run_dir(synthetic_root, tmp_path):
     run = tmp_path / "cli-run"
     result = subprocess.run(
-        [sys.executable, "-m", "salt.train", "experiment=smoke", f"data.root={synthetic_root}",
-         "trainer.max_epochs=1", "logger.tensorboard=null", f"hydra.run.dir={run}"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "salt.train",
+            "experiment=smoke",
+            f"data.root={synthetic_root}",
+            "trainer.max_epochs=1",
+            "logger.tensorboard=null",
+            f"hydra.run.dir={run}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"run directory: {run}" in result.stdout
@@ -59,9 +83,18 @@ def test_cli_honours_hydra_run_dir(synthetic_root, tmp_path):
 
 def test_missing_data_root_is_a_one_line_error(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "salt.train", "experiment=smoke", f"data.root={tmp_path / 'none'}",
-         "data.synthetic=null", f"hydra.run.dir={tmp_path / 'run'}"],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "salt.train",
+            "experiment=smoke",
+            f"data.root={tmp_path / 'none'}",
+            "data.synthetic=null",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
@@ -70,8 +103,13 @@ def test_missing_data_root_is_a_one_line_error(tmp_path):
 
 
 def test_snapshots_every_cycle_and_swa_averages_them(train_config, tmp_path):
-    cfg = train_config("sched=cosine_restarts", "callbacks=snapshots", "sched.cycle_epochs=1",
-                       "trainer.max_epochs=3", "callbacks.swa.start_epoch=1")
+    cfg = train_config(
+        "sched=cosine_restarts",
+        "callbacks=snapshots",
+        "sched.cycle_epochs=1",
+        "trainer.max_epochs=3",
+        "callbacks.swa.start_epoch=1",
+    )
     metrics, _ = train(cfg)
     checkpoints = tmp_path / "run" / "checkpoints"
     snapshots = sorted((checkpoints / "snapshots").glob("cycle-*.ckpt"))

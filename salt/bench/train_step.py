@@ -52,8 +52,15 @@ class _Timer(pl.Callback):
 
 def load_config(data_root: Path, experiment: str, overrides: list[str]):
     with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
-        cfg = compose("train", overrides=[f"experiment={experiment}", f"data.root={data_root}",
-                                          "model.encoder_weights=null", *overrides])
+        cfg = compose(
+            "train",
+            overrides=[
+                f"experiment={experiment}",
+                f"data.root={data_root}",
+                "model.encoder_weights=null",
+                *overrides,
+            ],
+        )
     with open_dict(cfg):
         cfg.paths.output_dir = tempfile.mkdtemp(prefix="salt-bench-")
     return cfg
@@ -94,9 +101,16 @@ def bare_loop(module, batches, device, precision: str) -> float:
 def lightning_loop(module, batches, device, precision: str) -> float:
     timer = _Timer()
     trainer = pl.Trainer(
-        accelerator=device, devices=1, precision=precision, max_epochs=1, logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        limit_val_batches=0, callbacks=[timer],
+        accelerator=device,
+        devices=1,
+        precision=precision,
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=[timer],
     )
     trainer.fit(module, train_dataloaders=batches)
     return timer.seconds
@@ -133,12 +147,16 @@ def main(argv: list[str] | None = None) -> None:
         rates["salt"].append(images_timed / seconds)
 
     bare, salt = statistics.median(rates["bare"]), statistics.median(rates["salt"])
-    print(f"experiment={args.experiment} batch={cfg.data.batch_size} device={args.device} "
-          f"precision={args.precision} timed_batches={args.batches - WARMUP_BATCHES} "
-          f"repeats={args.repeats} threads={torch.get_num_threads()}")
+    print(
+        f"experiment={args.experiment} batch={cfg.data.batch_size} device={args.device} "
+        f"precision={args.precision} timed_batches={args.batches - WARMUP_BATCHES} "
+        f"repeats={args.repeats} threads={torch.get_num_threads()}"
+    )
     print(f"{'loop':<8}{'images/s (median)':>20}{'all runs':>32}")
     for name, values in rates.items():
-        print(f"{name:<8}{statistics.median(values):>20.1f}{'  '.join(f'{v:.1f}' for v in values):>32}")
+        print(
+            f"{name:<8}{statistics.median(values):>20.1f}{'  '.join(f'{v:.1f}' for v in values):>32}"
+        )
     print(f"ratio salt/bare {salt / bare:.3f}")
 
 

@@ -52,7 +52,9 @@ class TileDataset(Dataset):
         return image_tensor, torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None]
 
     def to_tensor(self, image: np.ndarray) -> torch.Tensor:
-        scaled = (torch.from_numpy(np.ascontiguousarray(image)).float() / 255 - self.mean) / self.std
+        scaled = (
+            torch.from_numpy(np.ascontiguousarray(image)).float() / 255 - self.mean
+        ) / self.std
         return scaled[None].expand(self.channels, -1, -1).contiguous()
 
 
@@ -122,7 +124,10 @@ class TGSDataModule(pl.LightningDataModule):
         self.train_tiles = tiles.subset(np.flatnonzero(~in_val))
         self.val_tiles = tiles.subset(np.flatnonzero(in_val))
         self.train_set = TileDataset(
-            self.train_tiles.images, self.train_tiles.masks, self.train_transform, **self.tile_options
+            self.train_tiles.images,
+            self.train_tiles.masks,
+            self.train_transform,
+            **self.tile_options,
         )
         self.val_set = TileDataset(self.val_tiles.images, self.val_tiles.masks, **self.tile_options)
 

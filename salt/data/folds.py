@@ -58,7 +58,9 @@ def load_or_make_folds(
         if set(folds["id"]) != set(ids) or len(folds) != len(ids):
             raise DataError(path, "its ids differ from the training data; delete it to re-split")
         if folds["fold"].nunique() != n_folds:
-            raise DataError(path, f"holds {folds['fold'].nunique()} folds, config asks for {n_folds}")
+            raise DataError(
+                path, f"holds {folds['fold'].nunique()} folds, config asks for {n_folds}"
+            )
         return folds.set_index("id").loc[ids].reset_index()
     folds = make_folds(ids, masks, n_folds, seed)
     path.parent.mkdir(parents=True, exist_ok=True)

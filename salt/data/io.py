@@ -80,7 +80,9 @@ def read_mask(path) -> np.ndarray:
     array = _read_png(Path(path))
     values = np.unique(array)
     foreground = values[values != 0]
-    if len(foreground) > 1 or (len(foreground) == 1 and foreground[0] not in MASK_FOREGROUND_VALUES):
+    if len(foreground) > 1 or (
+        len(foreground) == 1 and foreground[0] not in MASK_FOREGROUND_VALUES
+    ):
         shown = ", ".join(str(v) for v in values[:6]) + (", ..." if len(values) > 6 else "")
         raise DataError(path, f"mask is not binary (values {shown})")
     return (array != 0).astype(np.uint8)
@@ -97,12 +99,16 @@ def read_id_csv(path, columns: tuple[str, ...]) -> pd.DataFrame:
         raise DataError(path, f"not a readable CSV ({str(error).splitlines()[0]})") from None
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise DataError(path, f"missing column(s) {', '.join(missing)} (has {', '.join(frame.columns)})")
+        raise DataError(
+            path, f"missing column(s) {', '.join(missing)} (has {', '.join(frame.columns)})"
+        )
     duplicated = frame["id"][frame["id"].duplicated()]
     if len(duplicated):
         raise DataError(path, f"duplicated id {duplicated.iloc[0]!r}")
     if (frame["id"].str.strip() == "").any():
-        raise DataError(path, f"empty id on row {int(np.flatnonzero(frame['id'].str.strip() == '')[0]) + 2}")
+        raise DataError(
+            path, f"empty id on row {int(np.flatnonzero(frame['id'].str.strip() == '')[0]) + 2}"
+        )
     return frame[list(columns)]
 
 

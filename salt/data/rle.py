@@ -21,7 +21,9 @@ def rle_encode(mask: np.ndarray) -> str:
     return " ".join(f"{start} {length}" for start, length in zip(starts, ends - starts))
 
 
-def rle_decode(rle: str | float | None, shape: tuple[int, int] = TILE_SHAPE, source="rle") -> np.ndarray:
+def rle_decode(
+    rle: str | float | None, shape: tuple[int, int] = TILE_SHAPE, source="rle"
+) -> np.ndarray:
     """Decode an RLE string into a uint8 {0, 1} mask of `shape`.
 
     `source` names where the string came from (e.g. "train.csv, id 3f2a..") for errors.
@@ -37,11 +39,15 @@ def rle_decode(rle: str | float | None, shape: tuple[int, int] = TILE_SHAPE, sou
     try:
         numbers = np.array(tokens, dtype=np.int64).reshape(-1, 2)
     except ValueError:
-        raise DataError(source, f"RLE holds a token that is not an integer: {str(rle)[:40]!r}") from None
+        raise DataError(
+            source, f"RLE holds a token that is not an integer: {str(rle)[:40]!r}"
+        ) from None
     previous_end = 1
     for start, length in numbers:
         if start < 1 or length < 1:
-            raise DataError(source, f"RLE run '{start} {length}' must have start >= 1 and length >= 1")
+            raise DataError(
+                source, f"RLE run '{start} {length}' must have start >= 1 and length >= 1"
+            )
         if start + length - 1 > height * width:
             raise DataError(source, f"RLE run '{start} {length}' ends past pixel {height * width}")
         if start < previous_end:

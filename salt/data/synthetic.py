@@ -54,12 +54,15 @@ def layered_reflectivity(rng: np.random.Generator, shape: tuple[int, int]) -> np
     shift = rng.uniform(-0.4, 0.4) * x  # dip
     for _ in range(rng.integers(1, 4)):  # folds
         period = rng.uniform(0.5, 3) * width
-        shift += rng.uniform(0, 0.08) * height * np.sin(2 * np.pi * x / period + rng.uniform(0, 6.3))
+        shift += (
+            rng.uniform(0, 0.08) * height * np.sin(2 * np.pi * x / period + rng.uniform(0, 6.3))
+        )
     map_y = np.arange(height, dtype=np.float32)[:, None] + margin + shift[None, :]
     map_x = np.zeros_like(map_y)
     column = series[:, None]
-    return cv2.remap(column, map_x, map_y.astype(np.float32), cv2.INTER_LINEAR,
-                     borderMode=cv2.BORDER_REFLECT_101)
+    return cv2.remap(
+        column, map_x, map_y.astype(np.float32), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
+    )
 
 
 def salt_mask(rng: np.random.Generator, shape: tuple[int, int], coverage: float) -> np.ndarray:
@@ -82,7 +85,9 @@ def render(rng: np.random.Generator, reflectivity: np.ndarray, mask: np.ndarray)
     """Seismic amplitudes (uint8) of a reflectivity field with salt where `mask` is 1."""
     salt = mask.astype(np.float32)
     interior = rng.normal(0, 0.25, reflectivity.shape).astype(np.float32)
-    boundary = cv2.morphologyEx(mask, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)).astype(np.float32)
+    boundary = cv2.morphologyEx(mask, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)).astype(
+        np.float32
+    )
     field = reflectivity * (1 - salt) + interior * salt + boundary * rng.uniform(1.5, 3.0)
     wavelet = ricker(rng.uniform(0.05, 0.12))
     amplitude = cv2.filter2D(field, -1, wavelet[:, None], borderType=cv2.BORDER_REFLECT_101)
@@ -162,7 +167,9 @@ def generate(out_dir, n_train: int = 400, n_test: int = 100, seed: int = 0) -> P
         write_png(out / "test/images" / f"{tile_id}.png", cv2.merge([image] * 3))
     depths = rng.integers(50, 960, len(ids))
     write_text(out / "depths.csv", "id,z\n" + "".join(f"{i},{z}\n" for i, z in zip(ids, depths)))
-    write_text(out / "sample_submission.csv", "id,rle_mask\n" + "".join(f"{i},1 1\n" for i in test_ids))
+    write_text(
+        out / "sample_submission.csv", "id,rle_mask\n" + "".join(f"{i},1 1\n" for i in test_ids)
+    )
     write_text(out / "train.csv", "id,rle_mask\n" + "".join(rows))  # last: marks a complete set
     return out
 

@@ -33,7 +33,8 @@ class CenterBlock(nn.Sequential):
 
     def __init__(self, channels: int):
         super().__init__(
-            Conv2dReLU(channels, channels, 3, padding=1), Conv2dReLU(channels, channels, 3, padding=1)
+            Conv2dReLU(channels, channels, 3, padding=1),
+            Conv2dReLU(channels, channels, 3, padding=1),
         )
 
 

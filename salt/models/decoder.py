@@ -17,13 +17,20 @@ class UnetDecoder(nn.Module):
     per entry of `decoder_channels`, the last without a skip connection.
     """
 
-    def __init__(self, encoder_channels: Sequence[int], decoder_channels: Sequence[int],
-                 scse: bool = True, center: bool = False):
+    def __init__(
+        self,
+        encoder_channels: Sequence[int],
+        decoder_channels: Sequence[int],
+        scse: bool = True,
+        center: bool = False,
+    ):
         super().__init__()
         features = list(encoder_channels[1:])[::-1]  # deepest first, input dropped
         if len(decoder_channels) != len(features):
-            raise ValueError(f"decoder_channels needs {len(features)} entries (one per encoder "
-                             f"stage), got {len(decoder_channels)}")
+            raise ValueError(
+                f"decoder_channels needs {len(features)} entries (one per encoder "
+                f"stage), got {len(decoder_channels)}"
+            )
         in_channels = [features[0], *decoder_channels[:-1]]
         skip_channels = [*features[1:], 0]
         self.center = CenterBlock(features[0]) if center else nn.Identity()

@@ -46,16 +46,19 @@ def _pretrained_encoder(name: str, weights: str, in_channels: int, depth: int) -
         from huggingface_hub import try_to_load_from_cache
         from safetensors.torch import load_file
 
-        cached = try_to_load_from_cache(settings["repo_id"], "model.safetensors",
-                                        revision=settings["revision"])
+        cached = try_to_load_from_cache(
+            settings["repo_id"], "model.safetensors", revision=settings["revision"]
+        )
         if isinstance(cached, str):  # downloaded before: no network needed
             encoder = get_encoder(name, in_channels=3, depth=depth, weights=None)
             encoder.load_state_dict(load_file(cached, device="cpu"))
             encoder.set_in_channels(in_channels, pretrained=True)
             return encoder
     if not _hub_reachable():
-        raise SaltError(f"cannot download {weights} weights for encoder {name}: the weights "
-                        f"hub is unreachable; {OFFLINE_HINT}")
+        raise SaltError(
+            f"cannot download {weights} weights for encoder {name}: the weights "
+            f"hub is unreachable; {OFFLINE_HINT}"
+        )
     try:
         return get_encoder(name, in_channels=in_channels, depth=depth, weights=weights)
     except KeyError as error:
@@ -77,7 +80,7 @@ def _state_dict_from_file(path: Path) -> dict[str, torch.Tensor]:
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     for prefix in ("net.encoder.", "encoder."):
         if any(key.startswith(prefix) for key in state):
-            return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     return state
 
 

@@ -54,11 +54,13 @@ class SaltNet(nn.Module):
         )
         self.stage_heads = (
             nn.ModuleList(nn.Conv2d(c, 1, kernel_size=1) for c in decoder_channels)
-            if deep_supervision else None
+            if deep_supervision
+            else None
         )
         self.classification_head = (
             ClassificationHead(self.encoder.out_channels[-1], 1, dropout=dropout)
-            if classifier else None
+            if classifier
+            else None
         )
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
