@@ -12,7 +12,7 @@ comma := ,
 space := $(empty) $(empty)
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-all lint demo train submit data bench-metric
+.PHONY: help install test test-all lint demo train submit data bench bench-metric
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -58,6 +58,9 @@ submit: $(STAMP) ## submission.csv from trained runs: make submit DATA=dir RUNS=
 		message=$$($(PYTHON) -c "import sys; from salt.ensemble import submission_message as m; print(m(sys.argv[1:]))" $(RUNS)); \
 		kaggle competitions submit -c tgs-salt-identification-challenge -f $(OUT) -m "$$message"; \
 	fi
+
+bench: $(STAMP) ## train and predict images/s against bare PyTorch loops: make bench [DATA=dir] [ARGS="--device cuda --precision bf16-mixed"]
+	$(PYTHON) -m salt.bench.throughput $(if $(filter command line environment,$(origin DATA)),$(DATA)) $(ARGS)
 
 bench-metric: $(STAMP) ## time the competition metric over 4,000 masks of DATA against a naive loop
 	$(PYTHON) -m salt.bench.metric $(DATA)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from rich.progress import track
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -69,8 +70,12 @@ def predict_tiles(
     device: str | torch.device = "cpu",
     tta: Sequence[str] = ("none",),
     precision: str | None = None,
+    progress: str | None = None,
 ) -> TilePredictions:
-    """Probabilities for every tile of `dataset`, in order, cropped to 101x101."""
+    """Probabilities for every tile of `dataset`, in order, cropped to 101x101.
+
+    `progress`: show a progress bar over the batches under this description (none when None).
+    """
     tta = check_tta(tta)
     device = torch.device(device)
     net = net.to(device).eval()
@@ -79,7 +84,7 @@ def predict_tiles(
         dataset, batch_size=batch_size, shuffle=False, pin_memory=device.type == "cuda"
     )
     with autocast_for(device, precision):
-        for batch in loader:
+        for batch in track(loader, description=progress or "", disable=progress is None):
             mask_probabilities, salt_probabilities = tta_forward(
                 net, batch[0].to(device, non_blocking=True), tta
             )
@@ -91,17 +96,32 @@ def predict_tiles(
     )
 
 
-def predict_ensemble(checkpoints: Sequence[Path], images: np.ndarray, **options) -> TilePredictions:
-    """The mean of `predict_tiles` over checkpoints, each loaded once, on (N, 101, 101) tiles."""
+def load_model(path: Path) -> tuple[nn.Module, dict]:
+    """The net of a checkpoint and the tile options (input normalisation) it was trained with."""
+    checkpoint = read_checkpoint(path)
+    return load_net(path, checkpoint), tile_options(path, checkpoint)
+
+
+def predict_ensemble(
+    checkpoints: Sequence[Path | tuple[nn.Module, dict]],
+    images: np.ndarray,
+    progress: bool = False,
+    **options,
+) -> TilePredictions:
+    """The mean of `predict_tiles` over checkpoints, each loaded once, on (N, 101, 101) tiles.
+
+    Entries may also be `load_model` results, for callers that predict many batches of tiles.
+    """
     total_masks, total_salt, with_salt = None, None, 0
     datasets: dict[tuple, TileDataset] = {}
-    for path in checkpoints:
-        checkpoint = read_checkpoint(path)
-        inputs = tile_options(path, checkpoint)
+    for index, path in enumerate(checkpoints, 1):
+        if progress:
+            options["progress"] = f"checkpoint {index}/{len(checkpoints)}"
+        net, inputs = path if isinstance(path, tuple) else load_model(path)
         key = tuple(sorted(inputs.items()))
         if key not in datasets:
             datasets[key] = TileDataset(images, **inputs)
-        predictions = predict_tiles(load_net(path, checkpoint), datasets[key], **options)
+        predictions = predict_tiles(net, datasets[key], **options)
         total_masks = predictions.masks if total_masks is None else total_masks + predictions.masks
         if predictions.salt is not None:
             total_salt = predictions.salt if total_salt is None else total_salt + predictions.salt

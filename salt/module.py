@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import nn
 
 from salt.data.padding import crop_tile
+from salt.errors import NonFiniteLossError
 from salt.metrics import TGSScore, TGSScoreSweep
 
 
@@ -44,6 +47,7 @@ class SaltModule(pl.LightningModule):
         self.scheduler_factory = scheduler
         self.val_score = TGSScore(threshold=threshold)
         self.val_sweep = TGSScoreSweep()
+        self._rng_states_to_restore: dict | None = None
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.hparams.channels_last:
@@ -57,6 +61,7 @@ class SaltModule(pl.LightningModule):
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         images, masks = batch
         losses = self.loss(self(images), masks)
+        self._check_finite(losses["loss"], batch_idx)
         self.log(
             "train/loss",
             losses["loss"],
@@ -68,6 +73,47 @@ class SaltModule(pl.LightningModule):
         components = {f"train/{k}": v for k, v in losses.items() if k != "loss"}
         self.log_dict(components, on_step=False, on_epoch=True, batch_size=len(images))
         return losses["loss"]
+
+    def _check_finite(self, loss: torch.Tensor, batch_idx: int) -> None:
+        """Stop before a NaN or infinite loss reaches the weights (and so any checkpoint)."""
+        finite = bool(torch.isfinite(loss.detach()))
+        if self._trainer is not None and self.trainer.world_size > 1:
+            # every rank stops together, or the others would wait for it in the gradient sync
+            finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
+        if not finite:
+            raise NonFiniteLossError(
+                f"training loss is {loss.item()} at epoch {self.current_epoch}, batch {batch_idx}"
+            )
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Lightning does not keep the global generators: a resumed run would draw other dropout
+        # masks than an uninterrupted one. Plain types only (weights_only loading).
+        numpy_state = np.random.get_state()
+        checkpoint["salt_rng_states"] = {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "python": random.getstate(),
+            "numpy": [numpy_state[1].tolist(), *numpy_state[2:]],
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # set when the first epoch after the checkpoint starts: that is when an uninterrupted run
+        # is in the saved state (a resumed Lightning run draws from the generator before it)
+        self._rng_states_to_restore = checkpoint.get("salt_rng_states")
+
+    def on_train_epoch_start(self) -> None:
+        states = self._rng_states_to_restore
+        if not states:
+            return
+        self._rng_states_to_restore = None
+        torch.set_rng_state(states["torch"])
+        if states["cuda"] and len(states["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(states["cuda"])
+        random.setstate(states["python"])
+        keys, position, has_gauss, cached = states["numpy"]
+        np.random.set_state(
+            ("MT19937", np.array(keys, dtype=np.uint32), position, has_gauss, cached)
+        )
 
     def validation_step(self, batch, batch_idx: int) -> None:
         images, masks = batch

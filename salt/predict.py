@@ -14,7 +14,8 @@ from omegaconf import DictConfig
 from salt.data.io import load_test
 from salt.ensemble import read_tuned, resolve_checkpoints
 from salt.errors import SaltError, exit_on_salt_error
-from salt.inference import check_tta, predict_ensemble
+from salt.inference import TilePredictions, check_tta, predict_ensemble
+from salt.plots import write_prediction_plot
 from salt.postprocess import PostProcess
 from salt.submission import write_submission
 from salt.train import CONFIG_DIR
@@ -35,6 +36,20 @@ def postprocess_from(cfg: DictConfig, runs: list[str]) -> PostProcess:
     )
 
 
+def save_probabilities(path: Path, ids: list[str], predictions: TilePredictions) -> None:
+    """The averaged probabilities (float16) for blending, written whole or not at all."""
+    tmp = path.with_name(path.name + ".tmp.npz")
+    extra = {} if predictions.salt is None else {"salt": predictions.salt}
+    try:
+        np.savez_compressed(
+            tmp, ids=np.array(ids), probabilities=predictions.masks.astype(np.float16), **extra
+        )
+        os.replace(tmp, path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        raise SaltError(f"{path}: cannot write the probabilities ({error.strerror})") from None
+
+
 def predict(cfg: DictConfig) -> Path:
     runs = list(cfg.runs) if not isinstance(cfg.runs, str) else [cfg.runs]
     checkpoints = resolve_checkpoints(runs, list(cfg.checkpoints))
@@ -51,20 +66,17 @@ def predict(cfg: DictConfig) -> Path:
         device=device,
         tta=tta,
         precision=cfg.precision,
+        progress=cfg.get("progress", True),
     )
     masks = postprocess(predictions.masks, predictions.salt)
     out = write_submission(cfg.out, test.ids, masks, test.ids)
     if cfg.save_probabilities:
-        path = Path(cfg.save_probabilities)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        extra = {} if predictions.salt is None else {"salt": predictions.salt}
-        np.savez_compressed(
-            tmp, ids=np.array(test.ids), probabilities=predictions.masks.astype(np.float16), **extra
-        )
-        os.replace(tmp, path)
+        save_probabilities(Path(cfg.save_probabilities), test.ids, predictions)
     empty = int((masks.reshape(len(masks), -1).max(1) == 0).sum())
     print(f"{postprocess}")
     print(f"wrote {out}: {len(masks)} rows, {empty} empty masks")
+    if cfg.get("plots", True):
+        print(f"wrote {write_prediction_plot(out, test.images, masks, test.ids)}")
     return out
 
 

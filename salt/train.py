@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,17 +17,24 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
+from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.utilities import rank_zero_only
 
 from salt.callbacks import CycleSWA
+from salt.checkpoints import check_weights_fit, read_checkpoint
 from salt.data.datamodule import TGSDataModule
-from salt.errors import exit_on_salt_error
+from salt.errors import NonFiniteLossError, SaltError, exit_on_salt_error
 from salt.inference import predict_tiles
 from salt.metrics import sweep_thresholds, tgs_score
 from salt.module import SaltModule
+from salt.plots import plot_finished_run
+from salt.resume import LAST_CHECKPOINT, config_differences, last_checkpoint, trim_metrics_csv
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+# `${salt.or:a,b}`: a unless it is null or empty, else b (hydra.run.dir is RUN_DIR on resume)
+if not OmegaConf.has_resolver("salt.or"):
+    OmegaConf.register_new_resolver("salt.or", lambda value, default: value or default)
 
 
 def _instantiate_group(group: DictConfig | None) -> list[Any]:
@@ -108,21 +116,64 @@ def _net_weights(checkpoint_path: Path) -> dict:
     return {k[len("net.") :]: v for k, v in state.items() if k.startswith("net.")}
 
 
+@rank_zero_only
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def _start_checkpoint(cfg: DictConfig) -> tuple[Path | None, dict | None]:
+    """The checkpoint to continue from (`resume=RUN_DIR` or `ckpt_path=FILE`) and its content.
+
+    With `resume`, the run directory becomes the output directory, so the run is appended to.
+    """
+    if cfg.get("resume") and cfg.get("ckpt_path"):
+        raise SaltError("pass resume=RUN_DIR or ckpt_path=FILE, not both")
+    if cfg.get("resume"):
+        path, checkpoint = last_checkpoint(cfg.resume)
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(Path(cfg.resume).absolute())
+        return path, checkpoint
+    if cfg.get("ckpt_path"):
+        return Path(cfg.ckpt_path), read_checkpoint(cfg.ckpt_path)
+    return None, None
+
+
 def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """Fit one fold; write the run directory; return (metrics, objects) for callers and tests."""
     started = time.time()
+    ckpt_path, start = _start_checkpoint(cfg)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(cfg.seed, workers=True)
-    save_resolved_config(cfg, output_dir)
 
-    datamodule: TGSDataModule = instantiate(cfg.data)
+    # a bad model, checkpoint or data root stops the run here, before it writes anything
     module = build_module(cfg)
+    if start is not None:
+        check_weights_fit(ckpt_path, start.get("state_dict", {}), module)
+    datamodule: TGSDataModule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    if cfg.get("resume"):
+        differences = config_differences(output_dir / "config.yaml", cfg)
+        if differences:
+            _warn(f"resuming with settings that differ from the run's: {', '.join(differences)}")
+    else:
+        save_resolved_config(cfg, output_dir)
     callbacks = _instantiate_group(cfg.get("callbacks"))
-    trainer: pl.Trainer = instantiate(
-        cfg.trainer, callbacks=callbacks, logger=_instantiate_group(cfg.get("logger")) or False
-    )
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    loggers = _instantiate_group(cfg.get("logger"))
+    if cfg.get("resume") and rank_zero_only.rank == 0:
+        for logger in loggers:
+            if isinstance(logger, CSVLogger):  # rows of the epoch the run was stopped in go
+                trim_metrics_csv(
+                    Path(logger.log_dir) / "metrics.csv", start["epoch"], start["global_step"]
+                )
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path and str(ckpt_path))
+    except NonFiniteLossError as error:
+        last = output_dir / LAST_CHECKPOINT
+        kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint saved"
+        raise SaltError(f"{error}: training stopped; {kept}") from None
 
     checkpoint = trainer.checkpoint_callback
     metrics: dict[str, Any] = {
@@ -161,6 +212,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     metrics["wall_seconds"] = round(time.time() - started, 1)
     write_json(output_dir / "metrics.json", metrics)
     if trainer.is_global_zero:
+        if cfg.get("plots", True):
+            plot_finished_run(output_dir, datamodule.val_tiles)
         print(f"run directory: {output_dir}")
     return metrics, {"trainer": trainer, "module": module, "datamodule": datamodule}
 

@@ -12,7 +12,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from salt.data.synthetic import generate
-from salt.train import CONFIG_DIR
+from salt.train import CONFIG_DIR, train
 
 
 @pytest.fixture(scope="session")
@@ -52,3 +52,26 @@ def train_config(tmp_path, synthetic_root) -> Callable[..., DictConfig]:
         return cfg
 
     return make
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory, synthetic_root) -> Path:
+    """A run directory of the smoke experiment (1 epoch, CSV logger) trained once per session,
+    plots included; read-only for the tests that share it."""
+    run = tmp_path_factory.mktemp("smoke-run") / "run"
+    cfg = compose_config(
+        "train",
+        [
+            "experiment=smoke",
+            f"data.root={synthetic_root}",
+            "data.synthetic=null",
+            "logger.tensorboard=null",
+            "trainer.max_epochs=1",
+        ],
+    )
+    HydraConfig().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(run)
+        del cfg["hydra"]
+    train(cfg)
+    return run

@@ -80,7 +80,7 @@ def test_ensemble_of_identical_checkpoints_equals_one(trained_run, synthetic_roo
     best = run / "checkpoints" / "best.ckpt"
     images = load_train(synthetic_root).images[:5]
     one = predict_ensemble([best], images, tta=["none"])
-    two = predict_ensemble([best, best], images, tta=["none"])
+    two = predict_ensemble([best, best], images, tta=["none"], progress=True)
     assert np.allclose(one.masks, two.masks, atol=1e-6) and np.allclose(
         one.salt, two.salt, atol=1e-6
     )
@@ -108,6 +108,7 @@ def test_train_tune_predict_evaluate_reproduces_the_run_scores(
         "threshold=0.5",
     )
     assert result.returncode == 0, result.stderr[-2000:]
+    assert "checkpoint 1/1" in result.stdout  # the progress bar
     assert abs(evaluate_submission(fixed, masks_dir) - metrics["best_val_score"]) < 1e-6
 
     result = run_module("salt.tune", f"runs=[{run}]")

@@ -89,3 +89,28 @@ def test_cli(tmp_path):
     )
     assert bad.returncode != 0 and "must be at least 1" in bad.stderr
     assert not (tmp_path / "e").exists()
+
+
+def test_section_only_cli_writes_amplitudes_image_and_truth(tmp_path):
+    out = tmp_path / "s"
+    result = subprocess.run(
+        [sys.executable, "-m", "salt.data.synthetic", str(out), "--section", "120x250"]
+        + ["--section-only", "--seed", "5"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == [
+        "section.npy",
+        "section.png",
+        "section_mask.png",
+    ]
+    amplitude = np.load(out / "section.npy")
+    image, mask = make_section(120, 250, seed=5)
+    assert amplitude.dtype == np.float32 and amplitude.shape == (120, 250)
+    assert abs(amplitude.mean()) < 0.1 and abs(amplitude.std() - 1) < 0.01
+    assert np.array_equal(cv2.imread(str(out / "section.png"), cv2.IMREAD_GRAYSCALE), image)
+    assert np.array_equal(
+        cv2.imread(str(out / "section_mask.png"), cv2.IMREAD_UNCHANGED), mask * 255
+    )
+    assert np.corrcoef(amplitude.ravel(), image.ravel().astype(np.float32))[0, 1] > 0.95

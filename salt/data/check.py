@@ -1,8 +1,9 @@
 """Check a Kaggle-layout data root: `python -m salt.data.check DATA_ROOT`.
 
 Reads every training tile and mask, checks each mask PNG against its train.csv row (decoding the
-RLE must give the PNG, and encoding the PNG must give back the same string), and reads the test
-tiles listed in sample_submission.csv. The first problem found is a one-line error and exit 1.
+RLE must give the PNG, and encoding the PNG must give back the same string), reads depths.csv, and
+reads the test tiles listed in sample_submission.csv. The first problem found is a one-line error
+and exit 1.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from salt.data.io import load_test, load_train, read_id_csv
+from salt.data.io import load_test, load_train, read_depths, read_id_csv
 from salt.data.rle import rle_encode
 from salt.errors import DataError, exit_on_salt_error
 
@@ -38,6 +39,8 @@ def main(argv: list[str] | None = None) -> None:
     empty = int((train.masks.reshape(len(train), -1).max(axis=1) == 0).sum())
     blank = int((train.images.reshape(len(train), -1).std(axis=1) == 0).sum())
     print(f"train: {empty} empty masks ({empty / len(train):.1%}), {blank} blank images")
+    # training does not read depths; the layout has them, and a check says when they are missing
+    print(f"depths.csv: {len(read_depths(args.root))} depths")
     if (args.root / "sample_submission.csv").exists():
         print(f"test: {len(load_test(args.root))} tiles listed in sample_submission.csv, all read")
     print("ok")

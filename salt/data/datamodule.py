@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from pathlib import Path
 
@@ -9,18 +10,50 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from salt.data.folds import load_or_make_folds, make_folds
 from salt.data.io import TileSet, load_test, load_train
 from salt.data.padding import pad_tile
 
 
+def augmentation_seed(seed: int, epoch: int, index: int) -> int:
+    """The seed of one tile's augmentation in one epoch: a function of (seed, epoch, index) only."""
+    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
+
+
+class SeededSampler(DistributedSampler):
+    """Shuffles with a generator seeded from (seed, epoch) and yields `(index, augmentation seed)`.
+
+    The order and the augmentations of an epoch then depend on nothing but the seed and the epoch
+    (not on the global RNG, the number of workers or what ran before), so a run resumed from a
+    checkpoint replays exactly the batches of an uninterrupted one. Lightning calls `set_epoch`
+    before every epoch. Being a `DistributedSampler`, it shards the epoch itself under DDP and
+    Lightning leaves it in place.
+    """
+
+    def __init__(self, dataset: Dataset, seed: int = 0, num_replicas: int = 1, rank: int = 0):
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
+
+    def __iter__(self):
+        for index in super().__iter__():
+            yield index, augmentation_seed(self.seed, self.epoch, index)
+
+
+def _seed_transform(transform: Callable, seed: int) -> None:
+    if hasattr(transform, "set_random_seed"):  # albumentations >= 2 keeps its own generators
+        transform.set_random_seed(seed)
+    else:  # older albumentations draw from the global generators
+        random.seed(seed)
+        np.random.seed(seed)
+
+
 class TileDataset(Dataset):
     """(image, mask) pairs of float32 tensors shaped (C, 128, 128) and (1, 128, 128).
 
     Tiles are padded once up front; `transform` is an albumentations pipeline applied to the
-    padded uint8 image and mask. Without masks (test tiles) items are 1-tuples `(image,)`.
+    padded uint8 image and mask. Without masks (test tiles) items are 1-tuples `(image,)`. An item
+    is asked for by index, or by `(index, seed)` (from `SeededSampler`) to seed its augmentation.
     """
 
     def __init__(
@@ -40,10 +73,13 @@ class TileDataset(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, key: int | tuple[int, int]):
+        index, seed = key if isinstance(key, tuple) else (key, None)
         image = self.images[index]
         mask = None if self.masks is None else self.masks[index]
         if self.transform is not None:
+            if seed is not None:
+                _seed_transform(self.transform, seed)
             augmented = self.transform(image=image, mask=image if mask is None else mask)
             image, mask = augmented["image"], (None if mask is None else augmented["mask"])
         image_tensor = self.to_tensor(image)
@@ -62,7 +98,8 @@ class TGSDataModule(pl.LightningDataModule):
     """Train/validation split of one fold of a Kaggle-layout data root, and its test tiles.
 
     `batch_size` is per device. The fold file (`folds_csv`) is written on first use and reused,
-    so every fold of a run sees the same split.
+    so every fold of a run sees the same split. `seed` fixes the order and the augmentations of
+    every training epoch (see `SeededSampler`).
     """
 
     def __init__(
@@ -82,6 +119,7 @@ class TGSDataModule(pl.LightningDataModule):
         std: float = 0.25,
         channels: int = 1,
         synthetic: dict | None = None,
+        seed: int = 0,
     ):
         super().__init__()
         if not 0 <= fold < n_folds:
@@ -99,6 +137,7 @@ class TGSDataModule(pl.LightningDataModule):
         self.train_transform = train_transform
         self.tile_options = dict(mean=mean, std=std, channels=channels)
         self.synthetic = synthetic
+        self.seed = seed
         self.train_tiles: TileSet | None = None
         self.val_tiles: TileSet | None = None
 
@@ -132,11 +171,19 @@ class TGSDataModule(pl.LightningDataModule):
         self.val_set = TileDataset(self.val_tiles.images, self.val_tiles.masks, **self.tile_options)
 
     def train_dataloader(self) -> DataLoader:
+        trainer = self.trainer
+        sampler = SeededSampler(
+            self.train_set,
+            seed=self.seed,
+            num_replicas=trainer.world_size if trainer else 1,
+            rank=trainer.global_rank if trainer else 0,
+        )
+        sampler.set_epoch(trainer.current_epoch if trainer else 0)
         return DataLoader(
             self.train_set,
             batch_size=self.batch_size,
-            shuffle=True,
-            drop_last=len(self.train_set) > self.batch_size,
+            sampler=sampler,
+            drop_last=len(sampler) > self.batch_size,
             **self.loader_options,
         )
 

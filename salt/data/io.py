@@ -124,6 +124,10 @@ def read_depths(root) -> dict[str, float]:
 def _read_images(folder: Path, ids: list[str], listed_in: Path) -> np.ndarray:
     if not folder.is_dir():
         raise DataError(folder, "image folder not found")
+    if ids and not any(folder.glob("*.png")):
+        raise DataError(
+            folder, f"image folder is empty (expected <id>.png for the ids of {listed_in})"
+        )
     images = np.empty((len(ids), *TILE_SHAPE), dtype=np.uint8)
     for i, tile_id in enumerate(ids):
         path = folder / f"{tile_id}.png"

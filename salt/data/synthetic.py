@@ -1,12 +1,17 @@
 """Generated seismic tiles with salt bodies, in the Kaggle TGS layout and formats.
 
-    python -m salt.data.synthetic OUT_DIR --train N --test M --seed S [--section HxW]
+    python -m salt.data.synthetic OUT_DIR --train N --test M --seed S [--section HxW [--section-only]]
 
 Each tile is a reflectivity series (random layer boundaries) folded and dipped by smooth
 vertical displacements, convolved with a Ricker wavelet along depth, plus noise. A salt body
 (smooth blob, body rising from the bottom, or a near-vertical flank) replaces the layering with a
 weak chaotic interior and a bright boundary reflection. About 39% of the tiles have no salt and
 about 1.5% are blank, as in the competition data. The same arguments write the same bytes.
+
+`--section HxW` also writes one large section with several salt bodies: `section.npy` (float32
+seismic amplitudes, zero mean, unit std, as a SEG-Y section would hold), `section.png` (the
+same rendered as 8-bit grayscale like the tiles) and its truth `section_mask.png` (0/255);
+`--section-only` writes the section and no tiles.
 """
 
 from __future__ import annotations
@@ -81,8 +86,10 @@ def salt_mask(rng: np.random.Generator, shape: tuple[int, int], coverage: float)
     return mask[:, ::-1].copy() if rng.random() < 0.5 else mask
 
 
-def render(rng: np.random.Generator, reflectivity: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Seismic amplitudes (uint8) of a reflectivity field with salt where `mask` is 1."""
+def seismic_amplitude(
+    rng: np.random.Generator, reflectivity: np.ndarray, mask: np.ndarray
+) -> np.ndarray:
+    """Zero-mean seismic amplitudes (float32, unit std) with salt where `mask` is 1."""
     salt = mask.astype(np.float32)
     interior = rng.normal(0, 0.25, reflectivity.shape).astype(np.float32)
     boundary = cv2.morphologyEx(mask, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)).astype(
@@ -93,8 +100,18 @@ def render(rng: np.random.Generator, reflectivity: np.ndarray, mask: np.ndarray)
     amplitude = cv2.filter2D(field, -1, wavelet[:, None], borderType=cv2.BORDER_REFLECT_101)
     amplitude += rng.normal(0, 0.08, amplitude.shape).astype(np.float32)
     amplitude /= amplitude.std() + 1e-6
+    return amplitude
+
+
+def to_image(rng: np.random.Generator, amplitude: np.ndarray) -> np.ndarray:
+    """8-bit grayscale as in the competition tiles: 1 std is 25 to 45 gray levels around ~128."""
     image = 128 + rng.uniform(25, 45) * amplitude + rng.uniform(-10, 10)
     return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def render(rng: np.random.Generator, reflectivity: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Seismic image (uint8) of a reflectivity field with salt where `mask` is 1."""
+    return to_image(rng, seismic_amplitude(rng, reflectivity, mask))
 
 
 def coverage_target(rng: np.random.Generator) -> float:
@@ -113,12 +130,19 @@ def make_tile(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     return render(rng, layered_reflectivity(rng, shape), mask), mask
 
 
-def make_section(height: int, width: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """One large section (uint8 image, {0, 1} mask) with several salt bodies."""
+def make_section(
+    height: int, width: int, seed: int = 0, amplitudes: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """One large section with several salt bodies: (image, {0, 1} mask).
+
+    The image is uint8 like the tiles or, with `amplitudes`, the zero-mean float32 seismic
+    amplitudes it is rendered from (what a SEG-Y section holds).
+    """
     rng = np.random.default_rng(seed)
     field = smooth_noise(rng, (height, width), max(3, height // 150))
     mask = (field > np.quantile(field, 0.8)).astype(np.uint8)
-    return render(rng, layered_reflectivity(rng, (height, width)), mask), mask
+    amplitude = seismic_amplitude(rng, layered_reflectivity(rng, (height, width)), mask)
+    return (amplitude if amplitudes else to_image(rng, amplitude)), mask
 
 
 def unique_ids(rng: np.random.Generator, count: int) -> list[str]:
@@ -186,7 +210,21 @@ def _section_shape(text: str) -> tuple[int, int]:
         height, width = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH, got {text!r}") from None
+    if height < 1 or width < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive HEIGHTxWIDTH, got {text!r}")
     return height, width
+
+
+def write_section(out: Path, height: int, width: int, seed: int) -> None:
+    """section.npy (float32 amplitudes), section.png (uint8) and section_mask.png (0/255)."""
+    out.mkdir(parents=True, exist_ok=True)
+    amplitude, mask = make_section(height, width, seed=seed, amplitudes=True)
+    image, _ = make_section(height, width, seed=seed)
+    tmp = out / "section.tmp.npy"
+    np.save(tmp, amplitude)
+    os.replace(tmp, out / "section.npy")
+    write_png(out / "section.png", image)
+    write_png(out / "section_mask.png", mask * 255)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -196,13 +234,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--test", type=_positive, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--section", type=_section_shape, help="also write a HxW section")
+    parser.add_argument("--section-only", action="store_true", help="the section, no tiles")
     args = parser.parse_args(argv)
-    generate(args.out_dir, args.train, args.test, args.seed)
+    if args.section_only and not args.section:
+        parser.error("--section-only needs --section HxW")
+    if not args.section_only:
+        generate(args.out_dir, args.train, args.test, args.seed)
+        print(f"wrote {args.train} train and {args.test} test tiles to {args.out_dir}")
     if args.section:
-        image, mask = make_section(*args.section, seed=args.seed)
-        write_png(args.out_dir / "section.png", image)
-        write_png(args.out_dir / "section_mask.png", mask * 255)
-    print(f"wrote {args.train} train and {args.test} test tiles to {args.out_dir}")
+        write_section(args.out_dir, *args.section, seed=args.seed)
+        height, width = args.section
+        print(f"wrote a {height}x{width} section to {args.out_dir}/section.npy (.png, _mask.png)")
 
 
 if __name__ == "__main__":

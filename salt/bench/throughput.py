@@ -1,0 +1,289 @@
+"""Train-step and predict throughput of salt against bare PyTorch loops, in one process.
+
+    python -m salt.bench.throughput [DATA_ROOT] [--experiment demo] [--batches 20] [--repeats 3]
+        [--device cpu] [--precision 32-true] [--peak-tflops X] [override ...]
+
+Train: salt's LightningModule under a Lightning Trainer against `zero_grad / forward / loss /
+backward / step` over the same net, criterion, optimiser and in-memory batches. Predict:
+`salt.inference.predict_tiles` with flip TTA against two bare forwards (the tile and its flip)
+per batch of the same images. Repeats are interleaved, so drifts in machine load hit both alike.
+FLOPs per image are counted with torch's FlopCounterMode (training = 3x forward); the achieved
+rate is compared with a float32 matmul measured on the same device and, where known or given,
+with the device's nominal peak. Without DATA_ROOT it generates a small data set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import open_dict
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from salt.data.datamodule import TileDataset
+from salt.data.io import load_train
+from salt.data.padding import PADDED
+from salt.inference import autocast_for, predict_tiles
+from salt.train import CONFIG_DIR, build_module
+
+WARMUP_BATCHES = 3
+
+
+class _Timer(pl.Callback):
+    """Seconds from the end of the warm-up batches to the end of the epoch."""
+
+    def __init__(self):
+        self.started = 0.0
+        self.seconds = 0.0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if batch_idx == WARMUP_BATCHES:
+            self._sync(pl_module.device)
+            self.started = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self._sync(pl_module.device)
+        self.seconds = time.perf_counter() - self.started
+
+    @staticmethod
+    def _sync(device):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+
+def load_config(data_root: Path, experiment: str, overrides: list[str]):
+    with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
+        cfg = compose(
+            "train",
+            overrides=[
+                f"experiment={experiment}",
+                f"data.root={data_root}",
+                "model.encoder_weights=null",
+                *overrides,
+            ],
+        )
+    with open_dict(cfg):
+        cfg.paths.output_dir = tempfile.mkdtemp(prefix="salt-bench-")
+    return cfg
+
+
+def fixed_batches(cfg, n_batches: int) -> list:
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    batches = []
+    while len(batches) < n_batches:
+        for batch in datamodule.train_dataloader():
+            batches.append(batch)
+            if len(batches) == n_batches:
+                break
+    return batches
+
+
+def bare_loop(module, batches, device, precision: str) -> float:
+    net, criterion = module.net.to(device).train(), module.loss
+    optimizer = module.optimizer_factory(params=net.parameters())
+    dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
+    started = 0.0
+    for index, (images, masks) in enumerate(batches):
+        if index == WARMUP_BATCHES:
+            _Timer._sync(torch.device(device))
+            started = time.perf_counter()
+        images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype is not None):
+            loss = criterion(net(images), masks)["loss"]
+        loss.backward()
+        optimizer.step()
+    _Timer._sync(torch.device(device))
+    return time.perf_counter() - started
+
+
+class _Batches:
+    """A plain iterable over fixed batches: a bare list would read as a list of dataloaders."""
+
+    def __init__(self, batches: list):
+        self.batches = batches
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+def lightning_loop(module, batches, device, precision: str) -> float:
+    timer = _Timer()
+    trainer = pl.Trainer(
+        accelerator=device,
+        devices=1,
+        precision=precision,
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=[timer],
+    )
+    trainer.fit(module, train_dataloaders=_Batches(batches))
+    return timer.seconds
+
+
+# dense tensor-core peaks (TFLOP/s) for the precisions the trainer configs use
+NOMINAL_PEAK_TFLOPS = {
+    "H100": {"bf16-mixed": 989.4, "16-mixed": 989.4, "32-true": 66.9},
+    "H200": {"bf16-mixed": 989.4, "16-mixed": 989.4, "32-true": 66.9},
+    "A100": {"bf16-mixed": 312.0, "16-mixed": 312.0, "32-true": 19.5},
+}
+
+
+def device_name(device: str) -> str:
+    if torch.device(device).type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU {platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def nominal_peak(device: str, precision: str) -> float | None:
+    name = device_name(device)
+    for key, peaks in NOMINAL_PEAK_TFLOPS.items():
+        if key in name:
+            return peaks.get(precision)
+    return None
+
+
+def forward_flops(net: nn.Module, channels: int, device: str) -> float:
+    """FLOPs of one forward pass over one padded 128x128 tile."""
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        net.eval().to(device)(torch.zeros(1, channels, PADDED, PADDED, device=device))
+    return float(counter.get_total_flops())
+
+
+def matmul_tflops(device: str, size: int = 2048, repeats: int = 10) -> float:
+    """float32 matmul throughput measured here: the reference for "fraction of peak" on CPUs."""
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    a @ b
+    _Timer._sync(torch.device(device))
+    started = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    _Timer._sync(torch.device(device))
+    return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e12
+
+
+@torch.inference_mode()
+def bare_predict(net: nn.Module, batches: list[torch.Tensor], device, precision) -> float:
+    """Seconds for the bare forward of each padded batch and of its flip (flip TTA)."""
+    net = net.to(device).eval()
+    with autocast_for(torch.device(device), precision):
+        net(batches[0][:1].to(device))  # warm-up, as predict_tiles runs after this on a warm net
+        started = time.perf_counter()
+        for images in batches:
+            images = images.to(device, non_blocking=True)
+            torch.sigmoid(net(images)["mask"]).cpu()
+            torch.sigmoid(net(images.flip(-1))["mask"]).cpu()
+    _Timer._sync(torch.device(device))
+    return time.perf_counter() - started
+
+
+def salt_predict(net: nn.Module, dataset, batch_size: int, device, precision) -> float:
+    started = time.perf_counter()
+    predict_tiles(net, dataset, batch_size, device, tta=["none", "hflip"], precision=precision)
+    _Timer._sync(torch.device(device))
+    return time.perf_counter() - started
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data_root", nargs="?", type=Path)
+    parser.add_argument("--experiment", default="demo")
+    parser.add_argument("--batches", type=int, default=20, help="train batches (3 warm up)")
+    parser.add_argument("--predict-images", type=int, default=512)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="32-true")
+    parser.add_argument("--peak-tflops", type=float, help="the device's nominal peak, if unknown")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. data.batch_size=32")
+    args = parser.parse_args(argv)
+    if args.batches <= WARMUP_BATCHES:
+        parser.error(f"--batches must exceed the {WARMUP_BATCHES} warm-up batches")
+
+    data_root = args.data_root or Path(tempfile.mkdtemp(prefix="salt-bench-data-"))
+    overrides = list(args.overrides)
+    if args.data_root is None:
+        overrides.append("data.synthetic={n_train: 400, n_test: 1, seed: 0}")
+    cfg = load_config(data_root, args.experiment, overrides)
+    batches = fixed_batches(cfg, args.batches)
+    pl.seed_everything(0, verbose=False)
+    template = build_module(cfg)
+    batch_size = cfg.data.batch_size
+    train_images = sum(len(b[0]) for b in batches[WARMUP_BATCHES:])
+
+    tiles = load_train(data_root).images
+    tiles = np.resize(tiles, (args.predict_images, *tiles.shape[1:]))
+    dataset = TileDataset(tiles, mean=cfg.data.mean, std=cfg.data.std, channels=cfg.data.channels)
+    predict_batch = cfg.data.val_batch_size
+    padded = torch.stack([dataset[i][0] for i in range(len(dataset))]).split(predict_batch)
+
+    rates: dict[str, list[float]] = {
+        k: [] for k in ("train bare", "train salt", "predict bare", "predict salt")
+    }
+    for _ in range(args.repeats):
+        seconds = bare_loop(copy.deepcopy(template), batches, args.device, args.precision)
+        rates["train bare"].append(train_images / seconds)
+        seconds = lightning_loop(copy.deepcopy(template), batches, args.device, args.precision)
+        rates["train salt"].append(train_images / seconds)
+        net = copy.deepcopy(template.net)
+        seconds = bare_predict(net, list(padded), args.device, args.precision)
+        rates["predict bare"].append(len(dataset) / seconds)
+        seconds = salt_predict(net, dataset, predict_batch, args.device, args.precision)
+        rates["predict salt"].append(len(dataset) / seconds)
+    median = {k: statistics.median(v) for k, v in rates.items()}
+
+    flops = forward_flops(copy.deepcopy(template.net), cfg.data.channels, args.device)
+    measured_peak = matmul_tflops(args.device)
+    peak = args.peak_tflops or nominal_peak(args.device, args.precision)
+    achieved = {
+        "train": median["train salt"] * 3 * flops / 1e12,
+        "predict": median["predict salt"] * 2 * flops / 1e12,
+    }
+    print(
+        f"device: {device_name(args.device)}; torch {torch.__version__}; "
+        f"experiment={args.experiment} encoder={cfg.model.encoder_name} precision={args.precision}"
+    )
+    print(
+        f"train batch {batch_size} x {args.batches - WARMUP_BATCHES} timed batches; predict batch "
+        f"{predict_batch} x {len(dataset)} images with flip TTA; median of {args.repeats} "
+        f"interleaved repeats; {flops / 1e9:.2f} GFLOP per image forward"
+    )
+    print(f"{'loop':<14}{'images/s':>10}{'TFLOP/s':>10}{'all repeats':>28}")
+    for name, values in rates.items():
+        factor = 3 if name.startswith("train") else 2
+        tflops = statistics.median(values) * factor * flops / 1e12
+        runs = "  ".join(f"{v:.1f}" for v in values)
+        print(f"{name:<14}{statistics.median(values):>10.1f}{tflops:>10.3f}{runs:>28}")
+    print(f"ratio train salt/bare {median['train salt'] / median['train bare']:.3f}")
+    print(f"ratio predict salt/bare {median['predict salt'] / median['predict bare']:.3f}")
+    print(f"fp32 matmul measured here: {measured_peak:.3f} TFLOP/s")
+    for task, value in achieved.items():
+        line = f"{task} achieves {value / measured_peak:.1%} of the measured fp32 matmul"
+        if peak:
+            line += f", {value / peak:.2%} of the nominal {peak:g} TFLOP/s peak"
+        print(line)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""Loggers: CSV and TensorBoard by default; MLflow and W&B configs that work offline."""
+
+import pytest
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+
+from salt.train import train
+from tests.conftest import compose_config
+
+DEFAULT_LOGGERS = {"csv", "tensorboard"}
+
+
+def targets(cfg) -> dict[str, str]:
+    return {name: entry["_target_"] for name, entry in cfg.logger.items() if entry}
+
+
+def test_default_loggers_are_csv_and_tensorboard(tmp_path):
+    cfg = compose_config("train", ["experiment=smoke"])
+    OmegaConf.update(cfg, "paths.output_dir", str(tmp_path), force_add=True)
+    assert set(targets(cfg)) == DEFAULT_LOGGERS
+    loggers = {name: instantiate(entry) for name, entry in cfg.logger.items()}
+    assert isinstance(loggers["csv"], CSVLogger)
+    assert isinstance(loggers["tensorboard"], TensorBoardLogger)
+
+
+@pytest.mark.parametrize("logger", ["mlflow", "wandb"])
+def test_tracking_configs_add_to_the_defaults_and_stay_in_the_run_directory(logger):
+    cfg = compose_config("train", ["experiment=smoke", f"logger={logger}"])
+    OmegaConf.update(cfg, "paths.output_dir", "/runs/r1", force_add=True)
+    assert set(targets(cfg)) == DEFAULT_LOGGERS | {logger}
+    entry = OmegaConf.to_container(cfg.logger[logger], resolve=True)
+    if logger == "mlflow":
+        assert entry["tracking_uri"] == "sqlite:////runs/r1/mlflow.db"
+        assert entry["artifact_location"] == "/runs/r1/mlartifacts"
+    else:
+        assert entry["offline"] is True and entry["save_dir"] == "/runs/r1"
+
+
+@pytest.mark.slow
+def test_mlflow_logger_records_a_smoke_run_locally(train_config, tmp_path):
+    mlflow = pytest.importorskip("mlflow")
+    cfg = train_config("logger=mlflow", "logger.tensorboard=null", "plots=false")
+    metrics, _ = train(cfg)
+    run_dir = tmp_path / "run"
+    client = mlflow.tracking.MlflowClient(f"sqlite:///{run_dir / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("smoke")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.run_name == "fold0"
+    history = client.get_metric_history(run.info.run_id, "val/score")
+    assert len(history) == cfg.trainer.max_epochs
+    assert max(m.value for m in history) == pytest.approx(metrics["best_val_score"])
+    assert not (run_dir / "plots").exists()  # plots=false
+
+
+@pytest.mark.slow
+def test_wandb_logger_records_a_smoke_run_offline(train_config, tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    train(train_config("logger=wandb", "logger.tensorboard=null", "plots=false"))
+    (offline,) = (tmp_path / "run" / "wandb").glob("offline-run-*")
+    (log,) = offline.glob("run-*.wandb")
+    data = log.read_bytes()
+    assert b"val/score" in data and b"train/loss_epoch" in data
