@@ -1,6 +1,6 @@
 """Train-step and predict throughput of salt against bare PyTorch loops, in one process.
 
-    python -m salt.bench.throughput [DATA_ROOT] [--experiment demo] [--batches 20] [--repeats 3]
+    python -m salt.bench.throughput [DATA_ROOT] [--experiment demo] [--batches 12] [--predict-images 256] [--repeats 3]
         [--device cpu] [--precision 32-true] [--peak-tflops X] [override ...]
 
 Train: salt's LightningModule under a Lightning Trainer against `zero_grad / forward / loss /
@@ -210,14 +210,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data_root", nargs="?", type=Path)
     parser.add_argument("--experiment", default="demo")
-    parser.add_argument("--batches", type=int, default=20, help="train batches (3 warm up)")
-    parser.add_argument("--predict-images", type=int, default=512)
+    parser.add_argument("--batches", type=int, default=12, help="train batches (3 warm up)")
+    parser.add_argument("--predict-images", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="32-true")
     parser.add_argument("--peak-tflops", type=float, help="the device's nominal peak, if unknown")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. data.batch_size=32")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     if args.batches <= WARMUP_BATCHES:
         parser.error(f"--batches must exceed the {WARMUP_BATCHES} warm-up batches")
 
