@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -50,3 +51,23 @@ def exit_on_salt_error(main: F) -> F:
 
 class NonFiniteLossError(SaltError):
     """The training loss became NaN or infinite: training stops before the weights are touched."""
+
+
+def run_hydra_main(main: Callable[[], object]) -> None:
+    """Call a `@hydra.main` entry point; a bad override (an unknown key, a missing config) becomes
+    one line, `error: ...`, and exit status 1, instead of Hydra's multi-line report."""
+    from hydra.errors import (
+        ConfigCompositionException,
+        MissingConfigException,
+        OverrideParseException,
+    )
+
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # Hydra re-raises instead of printing
+    try:
+        main()
+    except (ConfigCompositionException, MissingConfigException, OverrideParseException) as error:
+        message = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+        message = message.split(" Config search path:")[0]
+        cause = str(error.__cause__ or "").strip().splitlines()
+        print(f"error: {message}" + (f" ({cause[0]})" if cause else ""), file=sys.stderr)
+        raise SystemExit(1) from None

@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 
 from salt.data.io import load_test
 from salt.ensemble import read_tuned, resolve_checkpoints
-from salt.errors import SaltError, exit_on_salt_error
+from salt.errors import SaltError, exit_on_salt_error, run_hydra_main
 from salt.inference import TilePredictions, check_tta, predict_ensemble
 from salt.plots import write_prediction_plot
 from salt.postprocess import PostProcess
@@ -87,4 +87,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_hydra_main(main)

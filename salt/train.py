@@ -24,7 +24,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from salt.callbacks import CycleSWA
 from salt.checkpoints import check_weights_fit, read_checkpoint
 from salt.data.datamodule import TGSDataModule
-from salt.errors import NonFiniteLossError, SaltError, exit_on_salt_error
+from salt.errors import NonFiniteLossError, SaltError, exit_on_salt_error, run_hydra_main
 from salt.inference import predict_tiles
 from salt.metrics import sweep_thresholds, tgs_score
 from salt.module import SaltModule
@@ -226,4 +226,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    run_hydra_main(main)

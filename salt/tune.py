@@ -17,7 +17,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from salt.ensemble import POSTPROCESS_FILE, run_directory
-from salt.errors import DataError, SaltError, exit_on_salt_error
+from salt.errors import DataError, SaltError, exit_on_salt_error, run_hydra_main
 from salt.metrics import sweep_thresholds, tgs_score
 from salt.postprocess import PostProcess
 from salt.train import CONFIG_DIR
@@ -109,4 +109,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_hydra_main(main)
