@@ -55,9 +55,10 @@ def test_mlflow_logger_records_a_smoke_run_locally(train_config, tmp_path):
 
 @pytest.mark.slow
 def test_wandb_logger_records_a_smoke_run_offline(train_config, tmp_path, monkeypatch):
-    pytest.importorskip("wandb")
+    wandb = pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_SILENT", "true")
     train(train_config("logger=wandb", "logger.tensorboard=null", "plots=false"))
+    wandb.finish()  # what the end of a `python -m salt.train` process does: flush the run file
     (offline,) = (tmp_path / "run" / "wandb").glob("offline-run-*")
     (log,) = offline.glob("run-*.wandb")
     data = log.read_bytes()
