@@ -55,6 +55,13 @@ def tta_forward(net: nn.Module, images: torch.Tensor, tta: Sequence[str]):
     return masks / len(tta), has_salt
 
 
+def resolve_device(name: str) -> str:
+    """`auto` is cuda when a GPU is available, else cpu; any other name is kept."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
 def autocast_for(device: torch.device, precision: str | None):
     dtype = {"bf16": torch.bfloat16, "16": torch.float16}.get((precision or "").split("-")[0])
     if dtype is None or device.type == "cpu":

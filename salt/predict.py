@@ -8,13 +8,12 @@ from pathlib import Path
 
 import hydra
 import numpy as np
-import torch
 from omegaconf import DictConfig
 
 from salt.data.io import load_test
 from salt.ensemble import read_tuned, resolve_checkpoints
 from salt.errors import SaltError, exit_on_salt_error, run_hydra_main
-from salt.inference import TilePredictions, check_tta, predict_ensemble
+from salt.inference import TilePredictions, check_tta, predict_ensemble, resolve_device
 from salt.plots import write_prediction_plot
 from salt.postprocess import PostProcess
 from salt.submission import write_submission
@@ -56,8 +55,7 @@ def predict(cfg: DictConfig) -> Path:
     postprocess = postprocess_from(cfg, runs)
     tta = check_tta(list(cfg.tta))
     test = load_test(cfg.data.root)
-    device = "cuda" if cfg.device == "auto" and torch.cuda.is_available() else cfg.device
-    device = "cpu" if device == "auto" else device
+    device = resolve_device(cfg.device)
     print(f"predicting {len(test)} tiles with {len(checkpoints)} checkpoint(s) x {len(tta)} TTA")
     predictions = predict_ensemble(
         checkpoints,

@@ -17,11 +17,16 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 
 from salt.ensemble import CHECKPOINT_KINDS, resolve_checkpoints
 from salt.errors import DataError, SaltError, exit_on_salt_error
-from salt.inference import TTA_TRANSFORMS, check_tta, load_model, predict_ensemble
+from salt.inference import (
+    TTA_TRANSFORMS,
+    check_tta,
+    load_model,
+    predict_ensemble,
+    resolve_device,
+)
 from salt.seismic import read_section, scaling_for
 from salt.stitch import stitch
 
@@ -102,8 +107,7 @@ def predict_section(
         raise SaltError(str(error)) from None
     if not 1 <= stride <= 101:
         raise SaltError(f"--stride must be in 1..101 so that tiles overlap or touch, got {stride}")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(device)
     models = [load_model(path) for path in paths]  # each checkpoint once, for every strip
 
     def predict(tiles: np.ndarray) -> np.ndarray:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -21,10 +23,55 @@ def synthetic_root(tmp_path_factory) -> Path:
     return generate(tmp_path_factory.mktemp("tgs"), n_train=60, n_test=10, seed=0)
 
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
 def compose_config(name: str, overrides: list[str]) -> DictConfig:
     GlobalHydra.instance().clear()
     with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
         return compose(config_name=name, overrides=overrides, return_hydra_config=True)
+
+
+def smoke_config(synthetic_root: Path, output_dir: Path, *overrides: str) -> DictConfig:
+    """The smoke experiment on `synthetic_root`, writing into `output_dir`, as a task sees it."""
+    cfg = compose_config(
+        "train",
+        ["experiment=smoke", f"data.root={synthetic_root}", "data.synthetic=null", *overrides],
+    )
+    HydraConfig().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+        del cfg["hydra"]  # a task sees no `hydra` node, as under @hydra.main
+    return cfg
+
+
+def train_smoke(synthetic_root: Path, output_dir: Path, *overrides: str) -> dict:
+    """Train the smoke experiment (CSV logger only) into `output_dir`; its metrics."""
+    cfg = smoke_config(synthetic_root, output_dir, "logger.tensorboard=null", *overrides)
+    metrics, _ = train(cfg)
+    return metrics
+
+
+def run_module(module: str, *args, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`python -m MODULE ARGS` from the repository root, its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *map(str, args)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def run_main(main: Callable, argv: Sequence, capsys) -> tuple[int, str, str]:
+    """An argparse `main(argv)` in this process: (exit status, stdout, stderr)."""
+    try:
+        main([str(a) for a in argv])
+        status = 0
+    except SystemExit as exit:
+        status = exit.code
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
 
 
 @pytest.fixture
@@ -35,21 +82,7 @@ def train_config(tmp_path, synthetic_root) -> Callable[..., DictConfig]:
         quiet = (
             [] if any(o.startswith("logger") for o in overrides) else ["logger.tensorboard=null"]
         )
-        cfg = compose_config(
-            "train",
-            [
-                "experiment=smoke",
-                f"data.root={synthetic_root}",
-                "data.synthetic=null",
-                *quiet,
-                *overrides,
-            ],
-        )
-        HydraConfig().set_config(cfg)
-        with open_dict(cfg):
-            cfg.paths.output_dir = str(output_dir or tmp_path / "run")
-            del cfg["hydra"]  # a task sees no `hydra` node, as under @hydra.main
-        return cfg
+        return smoke_config(synthetic_root, output_dir or tmp_path / "run", *quiet, *overrides)
 
     return make
 
@@ -59,19 +92,5 @@ def smoke_run(tmp_path_factory, synthetic_root) -> Path:
     """A run directory of the smoke experiment (1 epoch, CSV logger) trained once per session,
     plots included; read-only for the tests that share it."""
     run = tmp_path_factory.mktemp("smoke-run") / "run"
-    cfg = compose_config(
-        "train",
-        [
-            "experiment=smoke",
-            f"data.root={synthetic_root}",
-            "data.synthetic=null",
-            "logger.tensorboard=null",
-            "trainer.max_epochs=1",
-        ],
-    )
-    HydraConfig().set_config(cfg)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(run)
-        del cfg["hydra"]
-    train(cfg)
+    train_smoke(synthetic_root, run, "trainer.max_epochs=1")
     return run

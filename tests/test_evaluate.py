@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -13,9 +11,9 @@ import pytest
 
 from salt.data.rle import rle_encode
 from salt.evaluate import evaluate_submission, main
+from tests.conftest import run_module
 
 SHAPE = (101, 101)
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def reference_score(truths: list[np.ndarray], preds: list[np.ndarray]) -> float:
@@ -118,13 +116,7 @@ def test_score_matches_reference_on_random_masks(make_case, capsys):
 def test_command_line_module(make_case):
     truths, preds = random_case(12, seed=1)
     submission, masks_dir = make_case(truths, preds)
-    result = subprocess.run(
-        [sys.executable, "-m", "salt.evaluate", str(submission), str(masks_dir)],
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-        check=False,
-    )
+    result = run_module("salt.evaluate", submission, masks_dir)
     assert result.returncode == 0, result.stderr
     assert last_line(result.stdout) == f"score {reference_score(truths, preds):.4f}"
 

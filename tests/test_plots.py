@@ -13,7 +13,7 @@ from salt.analysis import load_run
 from salt.data.io import load_train
 from salt.plots import PLOTS_DIR, main, write_prediction_plot, write_run_plots
 from salt.predict import predict
-from tests.conftest import compose_config
+from tests.conftest import compose_config, run_main
 
 RUN_PLOTS = ("curves.png", "thresholds.png", "overlays.png", "score_by_coverage.png")
 
@@ -54,13 +54,7 @@ def test_training_writes_every_plot(smoke_run):
 
 def run_cli(argv, capsys) -> tuple[int, str, str]:
     """`python -m salt.plots ARGV` in this process: (exit status, stdout, stderr)."""
-    try:
-        main([str(a) for a in argv])
-        status = 0
-    except SystemExit as exit:
-        status = exit.code
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
+    return run_main(main, argv, capsys)
 
 
 def test_plots_cli_redraws_a_run_directory(smoke_run, tmp_path, capsys):

@@ -3,44 +3,24 @@ round trip that must reproduce the scores the run reported."""
 
 import json
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
 
 from salt.checkpoints import load_net, read_checkpoint, tile_options
 from salt.data.datamodule import TileDataset
 from salt.data.io import load_train
 from salt.evaluate import evaluate_submission
 from salt.inference import predict_ensemble, predict_tiles
-from salt.train import train
-from tests.conftest import compose_config
+from tests.conftest import run_module, train_smoke
 
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory, synthetic_root):
     run = tmp_path_factory.mktemp("trained") / "run"
-    cfg = compose_config(
-        "train",
-        [
-            "experiment=smoke",
-            f"data.root={synthetic_root}",
-            "data.synthetic=null",
-            "logger.tensorboard=null",
-            "model.classifier=true",
-            "trainer.max_epochs=3",
-        ],
-    )
-    HydraConfig().set_config(cfg)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(run)
-        del cfg["hydra"]
-    metrics, _ = train(cfg)
+    metrics = train_smoke(synthetic_root, run, "model.classifier=true", "trainer.max_epochs=3")
     return run, metrics
 
 
@@ -51,13 +31,6 @@ def as_test_set(root, source, ids):
         shutil.copy(source / "train" / "images" / f"{tile_id}.png", root / "test" / "images")
     pd.DataFrame({"id": ids, "rle_mask": "1 1"}).to_csv(root / "sample_submission.csv", index=False)
     return root
-
-
-def run_module(module, *args):
-    result = subprocess.run(
-        [sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True, timeout=300
-    )
-    return result
 
 
 def test_flip_tta_is_flip_equivariant(trained_run, synthetic_root):

@@ -31,9 +31,7 @@ from salt.predict import save_probabilities
 from salt.resume import trim_metrics_csv
 from salt.submission import write_submission
 from salt.train import build_module, train
-from tests.conftest import compose_config
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.conftest import REPO_ROOT, compose_config, run_module
 
 
 # short deterministic runs: 2 epochs (smoke) of `limit` batches of 4 tiles, no out-of-fold pass
@@ -125,13 +123,7 @@ def test_resume_needs_a_last_checkpoint(train_config, tmp_path):
 
 def test_resume_of_a_folder_that_is_not_a_run_leaves_nothing(synthetic_root, tmp_path):
     typo = tmp_path / "outputs" / "no-such-run"
-    result = subprocess.run(
-        [sys.executable, "-m", "salt.train", "experiment=smoke", f"resume={typo}"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_module("salt.train", "experiment=smoke", f"resume={typo}", timeout=120)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
         f"error: {typo}: cannot resume: not a run directory (no config.yaml)"
@@ -187,7 +179,7 @@ def test_crash_mid_epoch_then_resume_equals_the_uninterrupted_run(train_config, 
 def run_train(*args: str, **popen) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "salt.train", *args],
-        cwd=REPO,
+        cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -342,19 +334,12 @@ def test_data_check_refuses_a_missing_depths_csv(synthetic_root, tmp_path, capsy
 
 def test_unknown_config_key_is_refused_by_name(synthetic_root, tmp_path):
     run = tmp_path / "run"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "salt.train",
-            "experiment=smoke",
-            f"data.root={synthetic_root}",
-            "trainer.max_epoch=3",
-            f"hydra.run.dir={run}",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
+    result = run_module(
+        "salt.train",
+        "experiment=smoke",
+        f"data.root={synthetic_root}",
+        "trainer.max_epoch=3",
+        f"hydra.run.dir={run}",
         timeout=120,
     )
     assert result.returncode == 1

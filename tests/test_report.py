@@ -7,17 +7,11 @@ import pandas as pd
 
 from salt.report import main
 from salt.tune import load_out_of_fold, save_tuned, tune
-from tests.conftest import compose_config
+from tests.conftest import compose_config, run_main
 
 
 def run_report(argv, capsys):
-    try:
-        main([str(a) for a in argv])
-        status = 0
-    except SystemExit as exit:
-        status = exit.code
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
+    return run_main(main, argv, capsys)
 
 
 def test_report_lists_every_run_with_its_tuned_or_best_oof_score(smoke_run, tmp_path, capsys):

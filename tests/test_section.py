@@ -3,16 +3,13 @@
 import cv2
 import numpy as np
 import pytest
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
 
 from salt import section as section_cli
 from salt.data.synthetic import make_section
 from salt.inference import predict_ensemble
 from salt.seismic import read_section, scaling_for
 from salt.stitch import stitch, tile_origins
-from salt.train import train
-from tests.conftest import compose_config
+from tests.conftest import train_smoke
 from tests.tiny_net import write_checkpoint
 
 
@@ -28,21 +25,7 @@ def tiny_run(tmp_path_factory):
 def smoke_run(tmp_path_factory, synthetic_root):
     """The smoke experiment trained briefly: a real checkpoint, not a good model."""
     run = tmp_path_factory.mktemp("section-run") / "run"
-    cfg = compose_config(
-        "train",
-        [
-            "experiment=smoke",
-            f"data.root={synthetic_root}",
-            "data.synthetic=null",
-            "logger.tensorboard=null",
-            "trainer.max_epochs=3",
-        ],
-    )
-    HydraConfig().set_config(cfg)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(run)
-        del cfg["hydra"]
-    train(cfg)
+    train_smoke(synthetic_root, run, "trainer.max_epochs=3")
     return run
 
 

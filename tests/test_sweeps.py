@@ -1,15 +1,13 @@
 """The Optuna sweep config (conf/hparams_search/optuna.yaml)."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 import yaml
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from tests.conftest import compose_config
+from tests.conftest import compose_config, run_module
 
 pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
 
@@ -39,25 +37,19 @@ def test_optuna_search_composes_and_every_searched_key_exists(experiment):
 @pytest.mark.slow
 def test_two_trial_sweep_returns_the_best_validation_score(synthetic_root, tmp_path):
     sweep = tmp_path / "sweep"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "salt.train",
-            "-m",
-            "hparams_search=optuna",
-            "experiment=smoke",
-            f"data.root={synthetic_root}",
-            "data.synthetic=null",
-            "trainer.max_epochs=1",
-            "logger.tensorboard=null",
-            "plots=false",
-            "hydra.sweeper.n_trials=2",
-            "hydra.sweeper.sampler.n_startup_trials=2",
-            f"hydra.sweep.dir={sweep}",
-        ],
-        capture_output=True,
-        text=True,
+    result = run_module(
+        "salt.train",
+        "-m",
+        "hparams_search=optuna",
+        "experiment=smoke",
+        f"data.root={synthetic_root}",
+        "data.synthetic=null",
+        "trainer.max_epochs=1",
+        "logger.tensorboard=null",
+        "plots=false",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.sampler.n_startup_trials=2",
+        f"hydra.sweep.dir={sweep}",
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]

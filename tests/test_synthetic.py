@@ -1,6 +1,3 @@
-import subprocess
-import sys
-
 import cv2
 import numpy as np
 import pandas as pd
@@ -8,6 +5,7 @@ import pandas as pd
 from salt.data.io import load_test, load_train
 from salt.data.rle import rle_decode
 from salt.data.synthetic import generate, make_section
+from tests.conftest import run_module
 
 
 def test_layout_formats_and_quirks(tmp_path):
@@ -64,40 +62,20 @@ def test_section():
 
 
 def test_cli(tmp_path):
-    ok = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "salt.data.synthetic",
-            str(tmp_path / "d"),
-            "--train",
-            "5",
-            "--test",
-            "2",
-            "--section",
-            "150x300",
-        ],
-        capture_output=True,
-        text=True,
+    ok = run_module(
+        "salt.data.synthetic", tmp_path / "d", "--train", "5", "--test", "2", "--section", "150x300"
     )
     assert ok.returncode == 0, ok.stderr
     assert (tmp_path / "d" / "train.csv").is_file() and (tmp_path / "d" / "section.png").is_file()
-    bad = subprocess.run(
-        [sys.executable, "-m", "salt.data.synthetic", str(tmp_path / "e"), "--train", "0"],
-        capture_output=True,
-        text=True,
-    )
+    bad = run_module("salt.data.synthetic", tmp_path / "e", "--train", "0")
     assert bad.returncode != 0 and "must be at least 1" in bad.stderr
     assert not (tmp_path / "e").exists()
 
 
 def test_section_only_cli_writes_amplitudes_image_and_truth(tmp_path):
     out = tmp_path / "s"
-    result = subprocess.run(
-        [sys.executable, "-m", "salt.data.synthetic", str(out), "--section", "120x250"]
-        + ["--section-only", "--seed", "5"],
-        capture_output=True,
-        text=True,
+    result = run_module(
+        "salt.data.synthetic", out, "--section", "120x250", "--section-only", "--seed", "5"
     )
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in out.iterdir()) == [

@@ -1,6 +1,4 @@
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +11,7 @@ from omegaconf import OmegaConf
 from salt.checkpoints import load_net
 from salt.module import SaltModule
 from salt.train import CONFIG_DIR, build_module, train
-from tests.conftest import compose_config
+from tests.conftest import compose_config, run_module
 
 
 def test_smoke_run_trains_validates_and_writes_its_run_directory(train_config, tmp_path):
@@ -61,20 +59,13 @@ def test_smoke_run_trains_validates_and_writes_its_run_directory(train_config, t
 
 def test_cli_honours_hydra_run_dir(synthetic_root, tmp_path):
     run = tmp_path / "cli-run"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "salt.train",
-            "experiment=smoke",
-            f"data.root={synthetic_root}",
-            "trainer.max_epochs=1",
-            "logger.tensorboard=null",
-            f"hydra.run.dir={run}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    result = run_module(
+        "salt.train",
+        "experiment=smoke",
+        f"data.root={synthetic_root}",
+        "trainer.max_epochs=1",
+        "logger.tensorboard=null",
+        f"hydra.run.dir={run}",
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"run directory: {run}" in result.stdout
@@ -82,18 +73,12 @@ def test_cli_honours_hydra_run_dir(synthetic_root, tmp_path):
 
 
 def test_missing_data_root_is_a_one_line_error(tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "salt.train",
-            "experiment=smoke",
-            f"data.root={tmp_path / 'none'}",
-            "data.synthetic=null",
-            f"hydra.run.dir={tmp_path / 'run'}",
-        ],
-        capture_output=True,
-        text=True,
+    result = run_module(
+        "salt.train",
+        "experiment=smoke",
+        f"data.root={tmp_path / 'none'}",
+        "data.synthetic=null",
+        f"hydra.run.dir={tmp_path / 'run'}",
         timeout=120,
     )
     assert result.returncode == 1
