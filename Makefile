@@ -32,8 +32,8 @@ test-fast: $(STAMP) ## run the tests not marked slow (about 3.5 min on 2 cores)
 	$(PYTHON) -m pytest -m "not slow" -q
 
 lint: $(STAMP) ## ruff over the package and the tests
-	$(VENV)/bin/ruff check salt tests
-	$(VENV)/bin/ruff format --check salt tests
+	$(VENV)/bin/ruff check salt tests hydra_plugins
+	$(VENV)/bin/ruff format --check salt tests hydra_plugins
 
 demo: $(STAMP) ## train the offline CPU demo on generated data (a few minutes)
 	$(PYTHON) -m salt.train experiment=demo hydra.run.dir=outputs/demo $(ARGS)

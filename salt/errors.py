@@ -55,7 +55,8 @@ class NonFiniteLossError(SaltError):
 
 def run_hydra_main(main: Callable[[], object]) -> None:
     """Call a `@hydra.main` entry point; a bad override (an unknown key, a missing config) becomes
-    one line, `error: ...`, and exit status 1, instead of Hydra's multi-line report."""
+    one line, `error: ...`, and exit status 1, instead of Hydra's multi-line report; so does a
+    SaltError raised outside the task (by a launcher: failed jobs of a parallel multirun)."""
     from hydra.errors import (
         ConfigCompositionException,
         MissingConfigException,
@@ -64,7 +65,7 @@ def run_hydra_main(main: Callable[[], object]) -> None:
 
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # Hydra re-raises instead of printing
     try:
-        main()
+        exit_on_salt_error(main)()
     except (ConfigCompositionException, MissingConfigException, OverrideParseException) as error:
         message = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
         message = message.split(" Config search path:")[0]

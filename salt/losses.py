@@ -111,6 +111,10 @@ class SaltLoss(nn.Module):
     def _stage_term(
         self, stage_masks: torch.Tensor, target: torch.Tensor, non_empty: torch.Tensor
     ) -> torch.Tensor:
+        if isinstance(self.stage_loss, nn.BCEWithLogitsLoss):
+            return self._stage_bce(stage_masks, target, non_empty)
+        # any other criterion sees the images with salt only: selecting them reads the mask
+        # back to the host (a sync per step on a GPU)
         selected = stage_masks[non_empty]
         if selected.shape[0] == 0:
             return stage_masks.sum() * 0.0
@@ -119,3 +123,18 @@ class SaltLoss(nn.Module):
             self.stage_loss(selected[:, s : s + 1], kept) for s in range(selected.shape[1])
         ]
         return torch.stack(per_stage).mean()
+
+    def _stage_bce(
+        self, stage_masks: torch.Tensor, target: torch.Tensor, non_empty: torch.Tensor
+    ) -> torch.Tensor:
+        """BCE over the images with salt, as a weighted mean over all images: no host sync."""
+        per_pixel = F.binary_cross_entropy_with_logits(
+            stage_masks.float(),
+            target.float().expand_as(stage_masks),
+            weight=self.stage_loss.weight,
+            pos_weight=self.stage_loss.pos_weight,
+            reduction="none",
+        )
+        per_image = per_pixel.mean(dim=(1, 2, 3))
+        weights = non_empty.to(per_image.dtype)
+        return (per_image * weights).sum() / weights.sum().clamp_min(1.0)

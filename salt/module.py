@@ -11,6 +11,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from salt.compile import CompiledOrEager, compile_options
 from salt.data.padding import crop_tile
 from salt.errors import NonFiniteLossError
 from salt.metrics import TGSScore, TGSScoreSweep
@@ -23,6 +24,11 @@ class SaltModule(pl.LightningModule):
     `configure_optimizers`. `net_config` (the net's Hydra config) and `tile_options` (the input
     normalisation, see `TileDataset`) are kept in every checkpoint, so inference can rebuild the
     net and its inputs without the training config.
+
+    The training step never waits for the device: a NaN or infinite loss is recorded on the
+    device and checked every `finite_check_every_n_steps` steps, at the end of every epoch and
+    before every checkpoint, so bad weights are never validated, averaged or saved. `compile`
+    (true, or `torch.compile` options) compiles the net for training, with a fallback to eager.
     """
 
     def __init__(
@@ -35,10 +41,17 @@ class SaltModule(pl.LightningModule):
         scheduler_monitor: str = "val/score",
         threshold: float = 0.5,
         channels_last: bool = False,
+        finite_check_every_n_steps: int = 10,
+        compile: bool | Mapping | None = False,
         net_config: Mapping | None = None,
         tile_options: Mapping | None = None,
     ):
         super().__init__()
+        if finite_check_every_n_steps < 1:
+            raise ValueError(
+                f"finite_check_every_n_steps must be >= 1, got {finite_check_every_n_steps}"
+            )
+        compile_options(compile)  # a bad setting fails here, not when training starts
         # plain values only, so checkpoints load with torch.load(weights_only=True)
         self.save_hyperparameters(ignore=["net", "loss", "optimizer", "scheduler"], logger=False)
         self.net = net
@@ -48,44 +61,55 @@ class SaltModule(pl.LightningModule):
         self.val_score = TGSScore(threshold=threshold)
         self.val_sweep = TGSScoreSweep()
         self._rng_states_to_restore: dict | None = None
+        self._nonfinite = NonFiniteWatch()
+        self._net_call: CompiledOrEager | None = None
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.hparams.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        return self.net(images)
+        return (self._net_call or self.net)(images)
 
     def on_fit_start(self) -> None:
         if self.hparams.channels_last:
             self.net.to(memory_format=torch.channels_last)
+        options = compile_options(self.hparams.compile)
+        if options is not None and self._net_call is None:
+            self._net_call = CompiledOrEager(self.net, **options)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         images, masks = batch
         losses = self.loss(self(images), masks)
-        self._check_finite(losses["loss"], batch_idx)
-        self.log(
-            "train/loss",
-            losses["loss"],
-            on_step=True,
-            on_epoch=True,
-            prog_bar=True,
-            batch_size=len(images),
-        )
+        self._nonfinite.record(losses["loss"], batch_idx)
+        # not on the progress bar: a bar that shows a step value reads it back every step
+        self.log("train/loss", losses["loss"], on_step=True, on_epoch=True, batch_size=len(images))
         components = {f"train/{k}": v for k, v in losses.items() if k != "loss"}
         self.log_dict(components, on_step=False, on_epoch=True, batch_size=len(images))
         return losses["loss"]
 
-    def _check_finite(self, loss: torch.Tensor, batch_idx: int) -> None:
-        """Stop before a NaN or infinite loss reaches the weights (and so any checkpoint)."""
-        finite = bool(torch.isfinite(loss.detach()))
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        # the epoch's last batch too: validation, SWA and checkpoints must not see a bad step
+        last = batch_idx + 1 >= self.trainer.num_training_batches
+        if last or (batch_idx + 1) % self.hparams.finite_check_every_n_steps == 0:
+            self._stop_if_nonfinite()
+
+    def _stop_if_nonfinite(self) -> None:
+        """Raise NonFiniteLossError if a loss so far was NaN or infinite, here or on any rank."""
+        first = self._nonfinite.first()
+        stop = first is not None
         if self._trainer is not None and self.trainer.world_size > 1:
             # every rank stops together, or the others would wait for it in the gradient sync
-            finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
-        if not finite:
-            raise NonFiniteLossError(
-                f"training loss is {loss.item()} at epoch {self.current_epoch}, batch {batch_idx}"
-            )
+            stop = self.trainer.strategy.reduce_boolean_decision(stop, all=False)
+        if not stop:
+            return
+        if first is None:
+            raise NonFiniteLossError("training loss is not finite on another process")
+        loss, batch_idx = first
+        raise NonFiniteLossError(
+            f"training loss is {loss} at epoch {self.current_epoch}, batch {batch_idx}"
+        )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._stop_if_nonfinite()  # before anything is written: no checkpoint of bad weights
         # Lightning does not keep the global generators: a resumed run would draw other dropout
         # masks than an uninterrupted one. Plain types only (weights_only loading).
         numpy_state = np.random.get_state()
@@ -150,5 +174,35 @@ class SaltModule(pl.LightningModule):
                 "scheduler": self.scheduler_factory(optimizer=optimizer),
                 "interval": self.hparams.scheduler_interval,
                 "monitor": self.hparams.scheduler_monitor,
+                # with validation every N epochs, a monitoring schedule skips the epochs between
+                "strict": self._trainer is None or self.trainer.check_val_every_n_epoch == 1,
             },
         }
+
+
+class NonFiniteWatch:
+    """Remembers, on the device, the first NaN or infinite loss and its batch.
+
+    Recording costs no host sync; `first()` reads it back (one sync), so the training step can
+    run ahead of the device and the check happens every few steps.
+    """
+
+    def __init__(self):
+        self._loss: torch.Tensor | None = None
+        self._batch: torch.Tensor | None = None
+
+    def record(self, loss: torch.Tensor, batch_idx: int) -> None:
+        loss = loss.detach().float()
+        if self._loss is None:
+            self._loss = torch.zeros_like(loss)
+            self._batch = torch.full_like(loss, -1, dtype=torch.long)
+        new = ~torch.isfinite(loss) & (self._batch < 0)
+        self._loss = torch.where(new, loss, self._loss)
+        self._batch = torch.where(new, batch_idx, self._batch)
+
+    def first(self) -> tuple[float, int] | None:
+        """(loss, batch index) of the first non-finite loss recorded, or None."""
+        if self._batch is None:
+            return None
+        batch = int(self._batch)
+        return None if batch < 0 else (float(self._loss), batch)

@@ -55,7 +55,7 @@ def build_module(cfg: DictConfig) -> SaltModule:
         scheduler_monitor=sched.get("monitor", "val/score") if sched else "val/score",
         net_config=OmegaConf.to_container(cfg.model, resolve=True),
         tile_options={"mean": cfg.data.mean, "std": cfg.data.std, "channels": cfg.data.channels},
-        **cfg.get("module", {}),
+        **OmegaConf.to_container(cfg.get("module") or {}, resolve=True),
     )
 
 

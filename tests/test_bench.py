@@ -2,29 +2,31 @@
 
 import re
 
+import pytest
+
 from salt.bench import throughput
 
+SMALL = ["--experiment", "smoke", "--batches", "5", "--predict-images", "16", "--repeats", "1"]
 
-def test_throughput_bench_prints_rates_and_ratios(synthetic_root, capsys):
-    throughput.main(
-        [
-            str(synthetic_root),
-            "--experiment",
-            "smoke",
-            "--batches",
-            "5",
-            "--predict-images",
-            "16",
-            "--repeats",
-            "1",
-            "data.synthetic=null",
-        ]
-    )
+
+def test_throughput_bench_prints_rates_ratios_and_syncs(synthetic_root, capsys):
+    variant = "module.channels_last=false"
+    throughput.main([str(synthetic_root), *SMALL, "--variant", variant, "data.synthetic=null"])
     out = capsys.readouterr().out
-    for loop in ("train bare", "train salt", "predict bare", "predict salt"):
-        rate = re.search(rf"^{loop}\s+([\d.]+)", out, re.MULTILINE)
+    for loop in ("train bare", "train salt", f"train salt {variant}", "predict bare"):
+        rate = re.search(rf"^{re.escape(loop)}\s+([\d.]+)", out, re.MULTILINE)
         assert rate and float(rate.group(1)) > 0, out
-    for task in ("train", "predict"):
-        ratio = re.search(rf"ratio {task} salt/bare ([\d.]+)", out)
+    for ratio_name in ("train salt/bare", f"train salt/bare {variant}", "predict salt/bare"):
+        ratio = re.search(rf"ratio {re.escape(ratio_name)} ([\d.]+)", out)
         assert ratio and 0.2 < float(ratio.group(1)) < 5, out
     assert re.search(r"([\d.]+) GFLOP per image forward", out)
+    # 2 timed steps; the NaN check reads one value back, after the epoch's last batch
+    syncs = re.search(r"^train salt\s+[\d.]+\s+[\d.]+\s+([\d.]+)\s+([\d.]+)", out, re.MULTILINE)
+    assert syncs and float(syncs.group(1)) == 0.5, out
+    bare = re.search(r"^train bare\s+[\d.]+\s+[\d.]+\s+([\d.]+)", out, re.MULTILINE)
+    assert bare and float(bare.group(1)) == 0.0, out
+
+
+def test_a_variant_that_changes_the_data_is_refused(synthetic_root):
+    with pytest.raises(SystemExit, match="--variant data.batch_size=4: give module.KEY=VALUE"):
+        throughput.main([str(synthetic_root), *SMALL, "--variant", "data.batch_size=4"])

@@ -1,20 +1,29 @@
 """Train-step and predict throughput of salt against bare PyTorch loops, in one process.
 
     python -m salt.bench.throughput [DATA_ROOT] [--experiment demo] [--batches 12] [--predict-images 256] [--repeats 3]
-        [--device cpu] [--precision 32-true] [--peak-tflops X] [override ...]
+        [--device cpu] [--precision 32-true] [--peak-tflops X] [--variant OVERRIDE ...] [override ...]
 
 Train: salt's LightningModule under a Lightning Trainer against `zero_grad / forward / loss /
-backward / step` over the same net, criterion, optimiser and in-memory batches. Predict:
+backward / step` over the same net (in the same memory format), criterion, optimiser and
+in-memory batches. Predict:
 `salt.inference.predict_tiles` with flip TTA against two bare forwards (the tile and its flip)
 per batch of the same images. Repeats are interleaved, so drifts in machine load hit both alike.
 FLOPs per image are counted with torch's FlopCounterMode (training = 3x forward); the achieved
 rate is compared with a float32 matmul measured on the same device and, where known or given,
-with the device's nominal peak. Without DATA_ROOT it generates a small data set.
+with the device's nominal peak. Each `--variant` (a `module.*` override such as
+`module.compile=true`, or `trainer.precision=...`) adds a salt training row measured in the same
+repeats, from the same weights and batches: the before and after of a fast-path setting. Host
+syncs per training step (values read back from the device, see `salt.bench.syncs`; not the
+optimizer's step counters, which live on the host) are counted in an extra untimed pass. The
+data rows time making one epoch of training batches on the device: per-sample albumentations in
+DataLoader workers (as configured) against `data.on_device` (tiles on the device, augmented there
+batch-wise). Without DATA_ROOT it generates a small data set.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import platform
 import statistics
@@ -31,7 +40,9 @@ from omegaconf import open_dict
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from salt.bench.syncs import HostSyncCounter, optimizer_step_counters
 from salt.data.datamodule import TileDataset
+from salt.data.device_loader import time_epoch
 from salt.data.io import load_train
 from salt.data.padding import PADDED
 from salt.inference import autocast_for, predict_tiles
@@ -41,16 +52,23 @@ WARMUP_BATCHES = 3
 
 
 class _Timer(pl.Callback):
-    """Seconds from the end of the warm-up batches to the end of the epoch."""
+    """Seconds of the warm-up batches (compilation included) and from their end to the end of
+    the epoch."""
 
     def __init__(self):
         self.started = 0.0
         self.seconds = 0.0
+        self.warmup_seconds = 0.0
+
+    def on_train_start(self, trainer, pl_module):
+        self.started = time.perf_counter()
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if batch_idx == WARMUP_BATCHES:
             self._sync(pl_module.device)
-            self.started = time.perf_counter()
+            now = time.perf_counter()
+            self.warmup_seconds = now - self.started
+            self.started = now
 
     def on_train_epoch_end(self, trainer, pl_module):
         self._sync(pl_module.device)
@@ -91,21 +109,30 @@ def fixed_batches(cfg, n_batches: int) -> list:
     return batches
 
 
-def bare_loop(module, batches, device, precision: str) -> float:
+def bare_loop(module, batches, device, precision: str, syncs: HostSyncCounter | None = None):
+    """Seconds of the timed batches; with `syncs`, their host syncs are counted."""
     net, criterion = module.net.to(device).train(), module.loss
+    memory_format = torch.channels_last if module.hparams.channels_last else torch.preserve_format
+    net.to(memory_format=memory_format)
     optimizer = module.optimizer_factory(params=net.parameters())
     dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
     started = 0.0
+    counting = syncs or contextlib.nullcontext()
     for index, (images, masks) in enumerate(batches):
         if index == WARMUP_BATCHES:
             _Timer._sync(torch.device(device))
             started = time.perf_counter()
-        images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
+            if syncs:
+                syncs.ignore(optimizer_step_counters([optimizer]))
+            counting.__enter__()
+        images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+        masks = masks.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype is not None):
             loss = criterion(net(images), masks)["loss"]
         loss.backward()
         optimizer.step()
+    counting.__exit__(None, None, None)
     _Timer._sync(torch.device(device))
     return time.perf_counter() - started
 
@@ -123,8 +150,27 @@ class _Batches:
         return len(self.batches)
 
 
-def lightning_loop(module, batches, device, precision: str) -> float:
+class _CountSyncs(pl.Callback):
+    """Host syncs from the end of the warm-up batches to the end of the epoch."""
+
+    def __init__(self, counter: HostSyncCounter):
+        self.counter = counter
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if batch_idx == WARMUP_BATCHES:
+            self.counter.ignore(optimizer_step_counters(trainer.optimizers))
+            self.counter.__enter__()
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.counter.__exit__(None, None, None)
+
+
+def lightning_loop(
+    module, batches, device, precision: str, syncs: HostSyncCounter | None = None
+) -> _Timer:
+    """The timer of one epoch over `batches`; with `syncs`, the host syncs are counted."""
     timer = _Timer()
+    callbacks = [timer] + ([_CountSyncs(syncs)] if syncs else [])
     trainer = pl.Trainer(
         accelerator=device,
         devices=1,
@@ -135,10 +181,10 @@ def lightning_loop(module, batches, device, precision: str) -> float:
         enable_progress_bar=False,
         enable_model_summary=False,
         limit_val_batches=0,
-        callbacks=[timer],
+        callbacks=callbacks,
     )
     trainer.fit(module, train_dataloaders=_Batches(batches))
-    return timer.seconds
+    return timer
 
 
 # dense tensor-core peaks (TFLOP/s) for the precisions the trainer configs use
@@ -206,6 +252,62 @@ def salt_predict(net: nn.Module, dataset, batch_size: int, device, precision) ->
     return time.perf_counter() - started
 
 
+def train_variants(args, data_root: Path, overrides: list[str], template) -> dict:
+    """{row name: (module, precision)}: salt as configured, then one per `--variant`, all from
+    the template's weights."""
+    variants = {"train salt": (template, args.precision)}
+    for variant in args.variant:
+        key, _, value = variant.partition("=")
+        if key == "trainer.precision":
+            variants[f"train salt {variant}"] = (template, value)
+            continue
+        if not key.startswith("module.") or not value:
+            raise SystemExit(
+                f"error: --variant {variant}: give module.KEY=VALUE or trainer.precision=VALUE "
+                "(variants share the batches, so they cannot change the data)"
+            )
+        module = build_module(load_config(data_root, args.experiment, [*overrides, variant]))
+        module.load_state_dict(template.state_dict())
+        variants[f"train salt {variant}"] = (module, args.precision)
+    return variants
+
+
+def data_rates(cfg, device: str, repeats: int) -> dict[str, float]:
+    """Images/s of one training epoch of batches, made by the per-sample CPU path (the config's
+    albumentations and workers, batches copied to `device`) and by the on-device path."""
+    cuda = torch.device(device).type == "cuda"
+    per_sample = instantiate(cfg.data, pin_memory=cuda)
+    per_sample.setup("fit")
+    on_device = instantiate(cfg.data, on_device=True)
+    on_device.setup("fit")
+    loaders = {
+        f"data per-sample, {cfg.data.num_workers} workers": (per_sample.train_dataloader(), device),
+        "data on device": (on_device.train_dataloader().to(device), None),
+    }
+    rates = {}
+    for name, (loader, target) in loaders.items():
+        runs = []
+        for epoch in range(repeats):
+            loader.sampler.set_epoch(epoch)
+            runs.append(time_epoch(loader, device=target))
+        rates[name] = statistics.median(runs)
+    return rates
+
+
+def count_syncs_per_step(variants: dict, template, batches, device: str, precision: str) -> dict:
+    """Host syncs per timed training step of the bare loop and of every salt row."""
+    steps = len(batches) - WARMUP_BATCHES
+    counted = {}
+    syncs = HostSyncCounter(device)
+    bare_loop(copy.deepcopy(template), batches, device, precision, syncs)
+    counted["train bare"] = syncs.total / steps
+    for name, (module, row_precision) in variants.items():
+        syncs = HostSyncCounter(device)
+        lightning_loop(copy.deepcopy(module), batches, device, row_precision, syncs)
+        counted[name] = syncs.total / steps
+    return counted
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data_root", nargs="?", type=Path)
@@ -216,6 +318,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="32-true")
     parser.add_argument("--peak-tflops", type=float, help="the device's nominal peak, if unknown")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="another salt training row, e.g. module.compile=true or trainer.precision=bf16-mixed",
+    )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. data.batch_size=32")
     args = parser.parse_intermixed_args(argv)
     if args.batches <= WARMUP_BATCHES:
@@ -229,6 +337,7 @@ def main(argv: list[str] | None = None) -> None:
     batches = fixed_batches(cfg, args.batches)
     pl.seed_everything(0, verbose=False)
     template = build_module(cfg)
+    variants = train_variants(args, data_root, overrides, template)
     batch_size = cfg.data.batch_size
     train_images = sum(len(b[0]) for b in batches[WARMUP_BATCHES:])
 
@@ -238,20 +347,24 @@ def main(argv: list[str] | None = None) -> None:
     predict_batch = cfg.data.val_batch_size
     padded = torch.stack([dataset[i][0] for i in range(len(dataset))]).split(predict_batch)
 
-    rates: dict[str, list[float]] = {
-        k: [] for k in ("train bare", "train salt", "predict bare", "predict salt")
-    }
+    rows = ["train bare", *variants, "predict bare", "predict salt"]
+    rates: dict[str, list[float]] = {k: [] for k in rows}
+    warmups: dict[str, list[float]] = {k: [] for k in variants}
     for _ in range(args.repeats):
         seconds = bare_loop(copy.deepcopy(template), batches, args.device, args.precision)
         rates["train bare"].append(train_images / seconds)
-        seconds = lightning_loop(copy.deepcopy(template), batches, args.device, args.precision)
-        rates["train salt"].append(train_images / seconds)
+        for name, (module, precision) in variants.items():
+            timer = lightning_loop(copy.deepcopy(module), batches, args.device, precision)
+            rates[name].append(train_images / timer.seconds)
+            warmups[name].append(timer.warmup_seconds)
         net = copy.deepcopy(template.net)
         seconds = bare_predict(net, list(padded), args.device, args.precision)
         rates["predict bare"].append(len(dataset) / seconds)
         seconds = salt_predict(net, dataset, predict_batch, args.device, args.precision)
         rates["predict salt"].append(len(dataset) / seconds)
     median = {k: statistics.median(v) for k, v in rates.items()}
+    syncs = count_syncs_per_step(variants, template, batches, args.device, args.precision)
+    data = data_rates(cfg, args.device, args.repeats)
 
     flops = forward_flops(copy.deepcopy(template.net), cfg.data.channels, args.device)
     measured_peak = matmul_tflops(args.device)
@@ -269,13 +382,26 @@ def main(argv: list[str] | None = None) -> None:
         f"{predict_batch} x {len(dataset)} images with flip TTA; median of {args.repeats} "
         f"interleaved repeats; {flops / 1e9:.2f} GFLOP per image forward"
     )
-    print(f"{'loop':<14}{'images/s':>10}{'TFLOP/s':>10}{'all repeats':>28}")
+    width = max(14, *(len(name) + 2 for name in [*rows, *data]))
+    print(
+        f"{'loop':<{width}}{'images/s':>10}{'TFLOP/s':>10}{'syncs/step':>12}{'warm-up s':>11}"
+        f"{'all repeats':>26}"
+    )
     for name, values in rates.items():
         factor = 3 if name.startswith("train") else 2
         tflops = statistics.median(values) * factor * flops / 1e12
         runs = "  ".join(f"{v:.1f}" for v in values)
-        print(f"{name:<14}{statistics.median(values):>10.1f}{tflops:>10.3f}{runs:>28}")
-    print(f"ratio train salt/bare {median['train salt'] / median['train bare']:.3f}")
+        sync = f"{syncs[name]:.1f}" if name in syncs else "-"
+        warmup = f"{statistics.median(warmups[name]):.1f}" if name in warmups else "-"
+        print(
+            f"{name:<{width}}{statistics.median(values):>10.1f}{tflops:>10.3f}{sync:>12}"
+            f"{warmup:>11}{runs:>26}"
+        )
+    for name, rate in data.items():
+        print(f"{name:<{width}}{rate:>10.1f}")
+    for name in variants:
+        ratio = median[name] / median["train bare"]
+        print(f"ratio {name.replace('train salt', 'train salt/bare', 1)} {ratio:.3f}")
     print(f"ratio predict salt/bare {median['predict salt'] / median['predict bare']:.3f}")
     print(f"fp32 matmul measured here: {measured_peak:.3f} TFLOP/s")
     for task, value in achieved.items():

@@ -10,8 +10,10 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, SequentialSampler
 
+from salt.data.device_augment import BatchAugment
+from salt.data.device_loader import DeviceTileLoader, tiles_to_tensor
 from salt.data.folds import load_or_make_folds, make_folds
 from salt.data.io import TileSet, load_test, load_train
 from salt.data.padding import pad_tile
@@ -100,6 +102,11 @@ class TGSDataModule(pl.LightningDataModule):
     `batch_size` is per device. The fold file (`folds_csv`) is written on first use and reused,
     so every fold of a run sees the same split. `seed` fixes the order and the augmentations of
     every training epoch (see `SeededSampler`).
+
+    `on_device`: the train/validation tiles are copied once to the trainer's root device and
+    batches are gathered and augmented there (`DeviceTileLoader`, augmented by
+    `device_transform` instead of `train_transform`); for a GPU and a small data set like this
+    one. `pin_memory=None` pins host batches exactly when the root device is CUDA.
     """
 
     def __init__(
@@ -112,7 +119,7 @@ class TGSDataModule(pl.LightningDataModule):
         batch_size: int = 32,
         val_batch_size: int | None = None,
         num_workers: int = 0,
-        pin_memory: bool = False,
+        pin_memory: bool | None = None,
         persistent_workers: bool = False,
         train_transform: Callable | None = None,
         mean: float = 0.5,
@@ -120,6 +127,8 @@ class TGSDataModule(pl.LightningDataModule):
         channels: int = 1,
         synthetic: dict | None = None,
         seed: int = 0,
+        on_device: bool = False,
+        device_transform: BatchAugment | None = None,
     ):
         super().__init__()
         if not 0 <= fold < n_folds:
@@ -135,6 +144,9 @@ class TGSDataModule(pl.LightningDataModule):
             persistent_workers=persistent_workers and num_workers > 0,
         )
         self.train_transform = train_transform
+        self.on_device = on_device
+        self.device_transform = device_transform
+        self._device_tiles: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.tile_options = dict(mean=mean, std=std, channels=channels)
         self.synthetic = synthetic
         self.seed = seed
@@ -170,7 +182,40 @@ class TGSDataModule(pl.LightningDataModule):
         )
         self.val_set = TileDataset(self.val_tiles.images, self.val_tiles.masks, **self.tile_options)
 
-    def train_dataloader(self) -> DataLoader:
+    @property
+    def root_device(self) -> torch.device:
+        """The trainer's root device; the CPU without a trainer."""
+        if self.trainer is None:
+            return torch.device("cpu")
+        return self.trainer.strategy.root_device
+
+    def _loader_options(self) -> dict:
+        options = dict(self.loader_options)
+        if options["pin_memory"] is None:
+            options["pin_memory"] = self.root_device.type == "cuda"
+        return options
+
+    def device_tiles(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(images, masks) of the "train" or "val" set as (N, 1, 128, 128) uint8 tensors on the
+        root device, copied there once and cached."""
+        device = self.root_device
+        cached = self._device_tiles.get(split)
+        if cached is None or cached[0].device != device:
+            dataset = {"train": self.train_set, "val": self.val_set}[split]
+            cached = (
+                tiles_to_tensor(dataset.images, device),
+                tiles_to_tensor(dataset.masks, device),
+            )
+            self._device_tiles[split] = cached
+        return cached
+
+    def _device_loader(self, split, sampler, batch_size, drop_last, augment) -> DeviceTileLoader:
+        images, masks = self.device_tiles(split)
+        return DeviceTileLoader(
+            images, masks, sampler, batch_size, drop_last, augment, **self.tile_options
+        )
+
+    def train_dataloader(self) -> DataLoader | DeviceTileLoader:
         trainer = self.trainer
         sampler = SeededSampler(
             self.train_set,
@@ -179,15 +224,20 @@ class TGSDataModule(pl.LightningDataModule):
             rank=trainer.global_rank if trainer else 0,
         )
         sampler.set_epoch(trainer.current_epoch if trainer else 0)
+        drop_last = len(sampler) > self.batch_size
+        if self.on_device:
+            return self._device_loader(
+                "train", sampler, self.batch_size, drop_last, self.device_transform
+            )
         return DataLoader(
             self.train_set,
             batch_size=self.batch_size,
             sampler=sampler,
-            drop_last=len(sampler) > self.batch_size,
-            **self.loader_options,
+            drop_last=drop_last,
+            **self._loader_options(),
         )
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> DataLoader | DeviceTileLoader:
         sampler = None
         if self.trainer is not None and self.trainer.world_size > 1:
             # Lightning's default sampler repeats samples to even out the ranks, which would
@@ -198,8 +248,12 @@ class TGSDataModule(pl.LightningDataModule):
                 rank=self.trainer.global_rank,
                 shuffle=False,
             )
+        if self.on_device:
+            if sampler is None:
+                sampler = SequentialSampler(self.val_set)
+            return self._device_loader("val", sampler, self.val_batch_size, False, None)
         return DataLoader(
-            self.val_set, batch_size=self.val_batch_size, sampler=sampler, **self.loader_options
+            self.val_set, batch_size=self.val_batch_size, sampler=sampler, **self._loader_options()
         )
 
     def test_tiles(self) -> TileSet:

@@ -1,0 +1,12 @@
+"""Hydra instantiates launchers only from the `hydra_plugins` namespace (a portion of it here,
+found when the repository root is on sys.path: `python -m salt.train` run from it).
+
+There is deliberately no hydra_plugins/__init__.py: it would hide the installed plugins
+(hydra-optuna-sweeper) behind this folder.
+"""
+
+from salt import launcher
+
+
+class ParallelLauncher(launcher.ParallelLauncher):
+    """salt.launcher.ParallelLauncher, under the name Hydra accepts for a plugin."""

@@ -1,0 +1,167 @@
+"""Batches gathered from tiles that sit on the training device, augmented there.
+
+The TGS train set is small enough (~3,200 padded uint8 tiles, ~50 MB) to live in GPU memory, so
+a batch is one `index_select` and a vectorised `BatchAugment` on the device instead of
+per-sample albumentations in CPU workers. `DeviceTileLoader` yields what a `DataLoader` over a
+`TileDataset` yields for the same tiles (bit for bit without augmentation), on the device.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Iterator, Sized
+
+import numpy as np
+import torch
+
+from salt.data.device_augment import BatchAugment
+
+
+def tiles_to_tensor(tiles: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(N, H, W) uint8 tiles (already padded) as an (N, 1, H, W) uint8 tensor on `device`."""
+    tensor = torch.from_numpy(np.ascontiguousarray(tiles, dtype=np.uint8))[:, None]
+    return tensor.to(device)
+
+
+def batch_seed(keys: list, batch: int, rank: int = 0) -> int:
+    """The augmentation seed of one batch: a function of its samples' seeds (`(index, seed)` keys
+    from `SeededSampler`; plain index keys stand for themselves), its number and the rank."""
+    seeds = [key[1] if isinstance(key, tuple) else key for key in keys]
+    return int(np.random.SeedSequence([rank, batch, *seeds]).generate_state(1)[0])
+
+
+class DeviceTileLoader:
+    """An iterable of `(images, masks)` batches drawn from tiles held as tensors on one device.
+
+    `images`: (N, 1, H, W) uint8 padded tiles; `masks`: (N, 1, H, W) {0, 1} (any dtype) or None,
+    on the same device. A batch is the sampler's next `batch_size` keys (indices, or
+    `(index, seed)` from `SeededSampler`), gathered with one `index_select`, scaled to 0..1,
+    augmented by `augment` (if any; its generator is seeded by `batch_seed`, so an epoch's batches
+    depend only on what the sampler yields: with `SeededSampler`, on (seed, epoch, rank)),
+    normalised `(x - mean) / std` and expanded to `channels`, exactly as `TileDataset.to_tensor`.
+    Yields float32 `(images (B, channels, H, W), masks (B, 1, H, W))`, or `(images,)` without
+    masks. `sampler` is kept as an attribute, so Lightning calls its `set_epoch` every epoch.
+    """
+
+    batch_sampler = None  # Lightning reads `batch_sampler` of anything that has a `sampler`
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        masks: torch.Tensor | None,
+        sampler: Iterable,
+        batch_size: int,
+        drop_last: bool = False,
+        augment: BatchAugment | None = None,
+        mean: float = 0.5,
+        std: float = 0.25,
+        channels: int = 1,
+    ):
+        if images.ndim != 4 or images.dtype != torch.uint8:
+            raise ValueError(
+                f"expected uint8 images (N, 1, H, W), got {images.dtype} {images.shape}"
+            )
+        if masks is not None and (masks.shape != images.shape or masks.device != images.device):
+            raise ValueError("masks must have the images' shape and device")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.images, self.masks = images, masks
+        self.sampler = sampler
+        self.batch_size, self.drop_last = batch_size, drop_last
+        self.augment = augment
+        self.mean, self.std, self.channels = mean, std, channels
+        self._generator: torch.Generator | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.images.device
+
+    def to(self, device: torch.device | str) -> DeviceTileLoader:
+        """The same loader (sampler shared) over tiles copied to `device`."""
+        device = torch.device(device)
+        return DeviceTileLoader(
+            self.images.to(device),
+            None if self.masks is None else self.masks.to(device),
+            self.sampler,
+            self.batch_size,
+            self.drop_last,
+            self.augment,
+            self.mean,
+            self.std,
+            self.channels,
+        )
+
+    def __len__(self) -> int:
+        n = len(self.sampler) if isinstance(self.sampler, Sized) else len(self.images)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def _epoch_indices(self, keys: list) -> torch.Tensor:
+        """The epoch's indices on the device: one (non-blocking, pinned on CUDA) copy."""
+        indices = torch.tensor(
+            [key[0] if isinstance(key, tuple) else key for key in keys], dtype=torch.long
+        )
+        if self.device.type == "cuda":
+            indices = indices.pin_memory()
+        return indices.to(self.device, non_blocking=True)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        keys = list(self.sampler)
+        size = self.batch_size
+        n_batches = len(keys) // size if self.drop_last else math.ceil(len(keys) / size)
+        if n_batches == 0:
+            return
+        indices = self._epoch_indices(keys)
+        rank = getattr(self.sampler, "rank", 0)
+        for batch in range(n_batches):
+            start, stop = batch * size, (batch + 1) * size
+            generator = None
+            if self.augment is not None:
+                generator = self._seeded_generator(batch_seed(keys[start:stop], batch, rank))
+            yield self._batch(indices[start:stop], generator)
+
+    def _seeded_generator(self, seed: int) -> torch.Generator:
+        if self._generator is None or self._generator.device != self.device:
+            self._generator = torch.Generator(device=self.device)
+        return self._generator.manual_seed(seed)
+
+    def _batch(self, index: torch.Tensor, generator: torch.Generator | None):
+        images = self.images.index_select(0, index).float() / 255
+        masks = None if self.masks is None else self.masks.index_select(0, index).float()
+        if self.augment is not None:
+            images, masks = self.augment(images, masks, generator=generator)
+        images = ((images - self.mean) / self.std).expand(-1, self.channels, -1, -1).contiguous()
+        return (images,) if masks is None else (images, masks)
+
+
+def time_epoch(loader: Iterable, warmup_batches: int = 1, device=None) -> float:
+    """Images per second of one pass over `loader` (a `DeviceTileLoader` or a `DataLoader`).
+
+    Batches are moved to `device` (default: the loader's own device; none for a `DataLoader`,
+    whose batches then stay where they are), and a CUDA device is synchronised before the clock
+    starts and stops. The first `warmup_batches` (worker start-up, kernel warm-up) are not timed.
+    Only producing the batches is timed, not a training step that consumes them.
+    """
+    device = torch.device(device) if device is not None else getattr(loader, "device", None)
+
+    def sync():
+        if device is not None and device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    def move(batch):
+        return batch if device is None else [t.to(device, non_blocking=True) for t in batch]
+
+    iterator = iter(loader)
+    for _ in range(warmup_batches):
+        batch = next(iterator, None)
+        if batch is None:
+            raise ValueError(f"the loader yields no more than warmup_batches={warmup_batches}")
+        move(batch)
+    sync()
+    images_seen, started = 0, time.perf_counter()
+    for batch in iterator:
+        images_seen += len(move(batch)[0])
+    sync()
+    if images_seen == 0:
+        raise ValueError(f"the loader yields no more than warmup_batches={warmup_batches}")
+    return images_seen / (time.perf_counter() - started)
