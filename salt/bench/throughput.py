@@ -42,7 +42,6 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from salt.bench.syncs import HostSyncCounter, optimizer_step_counters
 from salt.data.datamodule import TileDataset
-from salt.data.device_loader import time_epoch
 from salt.data.io import load_train
 from salt.data.padding import PADDED
 from salt.inference import autocast_for, predict_tiles
@@ -270,6 +269,39 @@ def train_variants(args, data_root: Path, overrides: list[str], template) -> dic
         module.load_state_dict(template.state_dict())
         variants[f"train salt {variant}"] = (module, args.precision)
     return variants
+
+
+def time_epoch(loader, warmup_batches: int = 1, device=None) -> float:
+    """Images per second of one pass over `loader` (a `DeviceTileLoader` or a `DataLoader`).
+
+    Batches are moved to `device` (default: the loader's own device; none for a `DataLoader`,
+    whose batches then stay where they are), and a CUDA device is synchronised before the clock
+    starts and stops. The first `warmup_batches` (worker start-up, kernel warm-up) are not timed.
+    Only producing the batches is timed, not a training step that consumes them.
+    """
+    device = torch.device(device) if device is not None else getattr(loader, "device", None)
+
+    def sync():
+        if device is not None:
+            _Timer._sync(device)
+
+    def move(batch):
+        return batch if device is None else [t.to(device, non_blocking=True) for t in batch]
+
+    iterator = iter(loader)
+    for _ in range(warmup_batches):
+        batch = next(iterator, None)
+        if batch is None:
+            raise ValueError(f"the loader yields no more than warmup_batches={warmup_batches}")
+        move(batch)
+    sync()
+    images_seen, started = 0, time.perf_counter()
+    for batch in iterator:
+        images_seen += len(move(batch)[0])
+    sync()
+    if images_seen == 0:
+        raise ValueError(f"the loader yields no more than warmup_batches={warmup_batches}")
+    return images_seen / (time.perf_counter() - started)
 
 
 def data_rates(cfg, device: str, repeats: int) -> dict[str, float]:

@@ -9,7 +9,6 @@ per-sample albumentations in CPU workers. `DeviceTileLoader` yields what a `Data
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Iterable, Iterator, Sized
 
 import numpy as np
@@ -132,36 +131,3 @@ class DeviceTileLoader:
             images, masks = self.augment(images, masks, generator=generator)
         images = ((images - self.mean) / self.std).expand(-1, self.channels, -1, -1).contiguous()
         return (images,) if masks is None else (images, masks)
-
-
-def time_epoch(loader: Iterable, warmup_batches: int = 1, device=None) -> float:
-    """Images per second of one pass over `loader` (a `DeviceTileLoader` or a `DataLoader`).
-
-    Batches are moved to `device` (default: the loader's own device; none for a `DataLoader`,
-    whose batches then stay where they are), and a CUDA device is synchronised before the clock
-    starts and stops. The first `warmup_batches` (worker start-up, kernel warm-up) are not timed.
-    Only producing the batches is timed, not a training step that consumes them.
-    """
-    device = torch.device(device) if device is not None else getattr(loader, "device", None)
-
-    def sync():
-        if device is not None and device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    def move(batch):
-        return batch if device is None else [t.to(device, non_blocking=True) for t in batch]
-
-    iterator = iter(loader)
-    for _ in range(warmup_batches):
-        batch = next(iterator, None)
-        if batch is None:
-            raise ValueError(f"the loader yields no more than warmup_batches={warmup_batches}")
-        move(batch)
-    sync()
-    images_seen, started = 0, time.perf_counter()
-    for batch in iterator:
-        images_seen += len(move(batch)[0])
-    sync()
-    if images_seen == 0:
-        raise ValueError(f"the loader yields no more than warmup_batches={warmup_batches}")
-    return images_seen / (time.perf_counter() - started)
