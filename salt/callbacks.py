@@ -9,28 +9,102 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
 from torch.optim.swa_utils import AveragedModel, update_bn
 
+from salt.schedules import CosineCycles
 
-class CycleSWA(Callback):
-    """Stochastic weight averaging over the last epochs or snapshot cycles, BatchNorm recomputed.
+# a run stopped (by its time budget) this far into its last cycle counts that cycle as ended
+CYCLE_END_TOLERANCE = 0.9
 
-    From epoch `start_epoch` on, the net's weights are added to an equal-weight average at the end
-    of every `every_n_epochs`-th epoch (with cosine warm restarts, set it to the cycle length to
-    average the cycle-end snapshots). Unlike Lightning's `StochasticWeightAveraging`, it leaves the
-    learning-rate schedule alone, and validation and "best" checkpoints keep seeing the raw weights,
-    so their scores stay comparable. At the end of training the BatchNorm statistics of the average
-    are recomputed over the training data and it is saved as `dirpath/filename.ckpt`, a normal
-    checkpoint whose `state_dict` holds the averaged weights. The average is part of the callback
-    state, so a resumed run keeps it.
+
+def cosine_cycles(trainer: pl.Trainer) -> CosineCycles | None:
+    return next(
+        (
+            c.scheduler
+            for c in trainer.lr_scheduler_configs
+            if isinstance(c.scheduler, CosineCycles)
+        ),
+        None,
+    )
+
+
+class CycleEndCallback(Callback):
+    """Acts at the end of every learning-rate cycle from cycle `start_cycle` (0-based) on.
+
+    With a `CosineCycles` schedule the cycles are the schedule's (seen at optimizer steps, also
+    when a time budget re-plans them; a run stopped within the last tenth of a cycle counts it as
+    ended); with any other schedule, a cycle is `every_n_epochs` epochs. Subclasses implement
+    `on_cycle_end`. The cycles seen are part of the callback state, so a resumed run acts once.
+    """
+
+    def __init__(self, start_cycle: int = 1, every_n_epochs: int = 1):
+        if every_n_epochs < 1:
+            raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
+        if start_cycle < 0:
+            raise ValueError(f"start_cycle must be >= 0, got {start_cycle}")
+        self.start_cycle = start_cycle
+        self.every_n_epochs = every_n_epochs
+        self.cycles_seen = 0
+
+    def on_cycle_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, cycle: int):
+        raise NotImplementedError
+
+    def _ended(self, trainer, pl_module, completed: int) -> None:
+        if completed > self.cycles_seen:
+            self.cycles_seen = completed
+            if completed - 1 >= self.start_cycle:
+                self.on_cycle_end(trainer, pl_module, completed - 1)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        schedule = cosine_cycles(trainer)
+        if schedule is not None:
+            self._ended(trainer, pl_module, schedule.completed_cycles())
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if cosine_cycles(trainer) is None:
+            self._ended(trainer, pl_module, (trainer.current_epoch + 1) // self.every_n_epochs)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        schedule = cosine_cycles(trainer)
+        if schedule is not None and schedule.completed_cycles() < schedule.cycles:
+            position = schedule.progress() * schedule.cycles
+            if position - int(position) >= CYCLE_END_TOLERANCE:
+                self._ended(trainer, pl_module, int(position) + 1)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"cycles_seen": self.cycles_seen}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.cycles_seen = state_dict.get("cycles_seen", 0)
+
+
+class CycleSnapshots(CycleEndCallback):
+    """The weights at every cycle end (a snapshot ensemble), as `dirpath/cycle-NNN.ckpt`."""
+
+    def __init__(self, dirpath: str, start_cycle: int = 1, every_n_epochs: int = 1):
+        super().__init__(start_cycle, every_n_epochs)
+        self.dirpath = Path(dirpath)
+
+    def on_cycle_end(self, trainer, pl_module, cycle: int) -> None:
+        trainer.save_checkpoint(self.dirpath / f"cycle-{cycle:03d}.ckpt", weights_only=True)
+
+
+class CycleSWA(CycleEndCallback):
+    """Stochastic weight averaging of the cycle-end weights, BatchNorm recomputed.
+
+    From cycle `start_cycle` on (the second by default: the first cycle's weights are the
+    least trained), the net's weights at every cycle end are added to an equal-weight average.
+    Unlike Lightning's `StochasticWeightAveraging`, it leaves the learning-rate schedule alone,
+    and validation and "best" checkpoints keep seeing the raw weights, so their scores stay
+    comparable. At the end of training the BatchNorm statistics of the average are recomputed
+    over the training data and it is saved as `dirpath/filename.ckpt`, a normal checkpoint whose
+    `state_dict` holds the averaged weights. The average is part of the callback state, so a
+    resumed run keeps it.
     """
 
     def __init__(
-        self, dirpath: str, start_epoch: int = 0, every_n_epochs: int = 1, filename: str = "swa"
+        self, dirpath: str, start_cycle: int = 1, every_n_epochs: int = 1, filename: str = "swa"
     ):
-        if every_n_epochs < 1:
-            raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
+        super().__init__(start_cycle, every_n_epochs)
         self.dirpath = Path(dirpath)
-        self.start_epoch = start_epoch
-        self.every_n_epochs = every_n_epochs
         self.filename = filename
         self.average: AveragedModel | None = None
         self._pending_state: dict[str, Any] | None = None
@@ -50,16 +124,11 @@ class CycleSWA(Callback):
                 self.average.load_state_dict(self._pending_state)
                 self._pending_state = None
 
-    def should_update(self, epoch: int) -> bool:
-        return (
-            epoch >= self.start_epoch and (epoch - self.start_epoch + 1) % self.every_n_epochs == 0
-        )
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.should_update(trainer.current_epoch):
-            self.average.update_parameters(pl_module.net)
+    def on_cycle_end(self, trainer, pl_module, cycle: int) -> None:
+        self.average.update_parameters(pl_module.net)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_end(trainer, pl_module)
         if self.n_averaged == 0:
             return
         averaged_net = self.average.module.to(pl_module.device)
@@ -72,9 +141,11 @@ class CycleSWA(Callback):
             pl_module.net.load_state_dict(raw_state)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"average": None if self.average is None else self.average.state_dict()}
+        average = None if self.average is None else self.average.state_dict()
+        return {**super().state_dict(), "average": average}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
         if state_dict.get("average") is not None:
             if self.average is None:
                 self._pending_state = state_dict["average"]

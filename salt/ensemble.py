@@ -9,18 +9,31 @@ from pathlib import Path
 from salt.errors import SaltError
 from salt.postprocess import PostProcess
 
-CHECKPOINT_KINDS = ("best", "last", "swa", "snapshots")
+# auto: the weights the run's out-of-fold predictions (and so salt.tune) came from
+CHECKPOINT_KINDS = ("auto", "best", "last", "swa", "snapshots")
 POSTPROCESS_FILE = "postprocess.json"
+
+
+def oof_source(run: Path) -> str:
+    """The checkpoint kind of a run directory whose weights made its oof.npz (best if unknown)."""
+    metrics = Path(run) / "metrics.json"
+    if metrics.is_file():
+        source = json.loads(metrics.read_text()).get("oof_source")
+        if source in CHECKPOINT_KINDS:
+            return source
+    return "best"
 
 
 def run_checkpoints(run: Path, kinds: Sequence[str]) -> list[Path]:
     folder = run / "checkpoints"
+    unknown = [kind for kind in kinds if kind not in CHECKPOINT_KINDS]
+    if unknown:
+        raise SaltError(
+            f"unknown checkpoint kind {unknown[0]!r} (choose from {', '.join(CHECKPOINT_KINDS)})"
+        )
+    kinds = [oof_source(run) if kind == "auto" else kind for kind in kinds]
     found: list[Path] = []
     for kind in kinds:
-        if kind not in CHECKPOINT_KINDS:
-            raise SaltError(
-                f"unknown checkpoint kind {kind!r} (choose from {', '.join(CHECKPOINT_KINDS)})"
-            )
         if kind == "snapshots":
             found.extend(sorted((folder / "snapshots").glob("*.ckpt")))
         elif (folder / f"{kind}.ckpt").is_file():
@@ -30,7 +43,7 @@ def run_checkpoints(run: Path, kinds: Sequence[str]) -> list[Path]:
     return found
 
 
-def resolve_checkpoints(runs: Sequence[str | Path], kinds: Sequence[str] = ("best",)) -> list[Path]:
+def resolve_checkpoints(runs: Sequence[str | Path], kinds: Sequence[str] = ("auto",)) -> list[Path]:
     """Checkpoint files: given ones as they are, and the `kinds` inside each run directory."""
     if not runs:
         raise SaltError("no runs given: pass runs=[RUN_DIR,...] or checkpoint files")

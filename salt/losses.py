@@ -23,12 +23,17 @@ def lovasz_grad(gt_sorted: torch.Tensor) -> torch.Tensor:
 
 
 def lovasz_hinge(
-    logits: torch.Tensor, labels: torch.Tensor, per_image: bool = True, activation: str = "relu"
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    per_image: bool = True,
+    activation: str = "relu",
+    reduction: str = "mean",
 ) -> torch.Tensor:
     """Binary Lovász hinge loss (Berman, Triki, Blaschko: "The Lovász-Softmax loss", CVPR 2018).
 
     Vectorised over images. `activation="elu+1"` replaces relu(errors) by elu(errors) + 1, the
-    smoother variant used by top TGS solutions.
+    smoother variant used by top TGS solutions. `reduction="none"` returns one loss per image
+    (per_image only).
     """
     if activation not in LOVASZ_ACTIVATIONS:
         raise ValueError(f"activation must be one of {LOVASZ_ACTIVATIONS}, got {activation!r}")
@@ -38,17 +43,44 @@ def lovasz_hinge(
     errors_sorted, order = torch.sort(errors, dim=1, descending=True)
     grad = lovasz_grad(labels.gather(1, order))
     hinge = F.relu(errors_sorted) if activation == "relu" else F.elu(errors_sorted) + 1
-    return (hinge * grad).sum(dim=1).mean()
+    losses = (hinge * grad).sum(dim=1)
+    return losses if reduction == "none" else losses.mean()
 
 
 class LovaszHinge(nn.Module):
-    def __init__(self, per_image: bool = True, activation: str = "relu"):
+    """The Lovász hinge, with a remedy for tiles without salt (`empty`).
+
+    Per image, an empty truth gives the plain hinge one useful gradient: towards the single most
+    confident pixel (its Jaccard loss is 0 or 1). 39% of the TGS tiles are empty, so:
+      - "plain": as the paper;
+      - "symmetric": the mean of the hinge on (logits, truth) and on (-logits, 1 - truth), so an
+        empty tile is scored as the IoU of its background (the 1st-place TGS remedy);
+      - "skip": the hinge over the tiles with salt only (weighted mean, no host sync); pair it
+        with a pixel loss on every tile (conf/loss/lovasz_salt_bce.yaml).
+    """
+
+    EMPTY_REMEDIES = ("plain", "symmetric", "skip")
+
+    def __init__(self, per_image: bool = True, activation: str = "relu", empty: str = "plain"):
         super().__init__()
         if activation not in LOVASZ_ACTIVATIONS:
             raise ValueError(f"activation must be one of {LOVASZ_ACTIVATIONS}, got {activation!r}")
-        self.per_image, self.activation = per_image, activation
+        if empty not in self.EMPTY_REMEDIES:
+            raise ValueError(f"empty must be one of {self.EMPTY_REMEDIES}, got {empty!r}")
+        if empty == "skip" and not per_image:
+            raise ValueError("empty='skip' needs per_image=true")
+        self.per_image, self.activation, self.empty = per_image, activation, empty
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.empty == "symmetric":
+            return 0.5 * (
+                lovasz_hinge(logits, target, self.per_image, self.activation)
+                + lovasz_hinge(-logits, 1.0 - target, self.per_image, self.activation)
+            )
+        if self.empty == "skip":
+            per_image = lovasz_hinge(logits, target, True, self.activation, reduction="none")
+            has_salt = (target.flatten(1).amax(dim=1) > 0).to(per_image.dtype)
+            return (per_image * has_salt).sum() / has_salt.sum().clamp_min(1.0)
         return lovasz_hinge(logits, target, self.per_image, self.activation)
 
 
@@ -77,6 +109,11 @@ class SaltLoss(nn.Module):
     - "classifier" (when the net returns "salt_logit"): BCE against "has salt", times
       `classifier_weight`.
     Returns the components and their weighted sum, "loss".
+
+    A warm start: for the first `warm_start_epochs` epochs (a float: 0.5 is half the first
+    epoch) of training, "mask" is `warm_start_mask_loss` instead (e.g. BCE + Dice before the
+    Lovász hinge, which barely moves random logits). `epoch` is the fractional epoch the
+    LightningModule passes; without it (inference, benchmarks) the main criterion applies.
     """
 
     def __init__(
@@ -85,16 +122,30 @@ class SaltLoss(nn.Module):
         stage_loss: nn.Module | None = None,
         stage_weight: float = 0.1,
         classifier_weight: float = 0.05,
+        warm_start_mask_loss: nn.Module | None = None,
+        warm_start_epochs: float = 0.0,
     ):
         super().__init__()
+        if warm_start_epochs < 0:
+            raise ValueError(f"warm_start_epochs must be >= 0, got {warm_start_epochs}")
+        if warm_start_epochs and warm_start_mask_loss is None:
+            raise ValueError("warm_start_epochs needs a warm_start_mask_loss")
         self.mask_loss = mask_loss
         self.stage_loss = stage_loss if stage_loss is not None else nn.BCEWithLogitsLoss()
         self.stage_weight, self.classifier_weight = stage_weight, classifier_weight
+        self.warm_start_mask_loss = warm_start_mask_loss
+        self.warm_start_epochs = float(warm_start_epochs)
+
+    def mask_criterion(self, epoch: float | None = None) -> nn.Module:
+        """The mask criterion in force at fractional `epoch` (None: after any warm start)."""
+        if epoch is not None and epoch < self.warm_start_epochs:
+            return self.warm_start_mask_loss
+        return self.mask_loss
 
     def forward(
-        self, outputs: Mapping[str, torch.Tensor], target: torch.Tensor
+        self, outputs: Mapping[str, torch.Tensor], target: torch.Tensor, epoch: float | None = None
     ) -> dict[str, torch.Tensor]:
-        losses = {"mask": self.mask_loss(outputs["mask"], target)}
+        losses = {"mask": self.mask_criterion(epoch)(outputs["mask"], target)}
         total = losses["mask"]
         has_salt = target.flatten(1).amax(dim=1)
         if "stage_masks" in outputs:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -9,12 +10,17 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import Timer
 from torch import nn
 
 from salt.compile import CompiledOrEager, compile_options
 from salt.data.padding import crop_tile
-from salt.errors import NonFiniteLossError
+from salt.errors import NonFiniteLossError, SaltError
 from salt.metrics import TGSScore, TGSScoreSweep
+from salt.schedules import CosineCycles
+
+# steps before a time-budgeted schedule is planned from the measured rate
+PLAN_AFTER_STEPS = 5
 
 
 class SaltModule(pl.LightningModule):
@@ -29,6 +35,11 @@ class SaltModule(pl.LightningModule):
     device and checked every `finite_check_every_n_steps` steps, at the end of every epoch and
     before every checkpoint, so bad weights are never validated, averaged or saved. `compile`
     (true, or `torch.compile` options) compiles the net for training, with a fallback to eager.
+
+    A `CosineCycles` schedule is fitted to the run: its steps are planned from
+    max_epochs/max_steps when training starts and, under `trainer.max_time`, re-planned every
+    step from the rate so far, so a run stopped by its time budget ends annealed. The loss is
+    given the fractional epoch, for its warm start (see `SaltLoss`).
     """
 
     def __init__(
@@ -76,9 +87,15 @@ class SaltModule(pl.LightningModule):
         if options is not None and self._net_call is None:
             self._net_call = CompiledOrEager(self.net, **options)
 
+    def _criterion(self, outputs, masks, epoch: float) -> dict[str, torch.Tensor]:
+        if getattr(self.loss, "warm_start_epochs", 0):
+            return self.loss(outputs, masks, epoch=epoch)
+        return self.loss(outputs, masks)
+
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         images, masks = batch
-        losses = self.loss(self(images), masks)
+        epoch = self.current_epoch + batch_idx / max(1, self.trainer.num_training_batches)
+        losses = self._criterion(self(images), masks, epoch)
         self._nonfinite.record(losses["loss"], batch_idx)
         # not on the progress bar: a bar that shows a step value reads it back every step
         self.log("train/loss", losses["loss"], on_step=True, on_epoch=True, batch_size=len(images))
@@ -86,11 +103,47 @@ class SaltModule(pl.LightningModule):
         self.log_dict(components, on_step=False, on_epoch=True, batch_size=len(images))
         return losses["loss"]
 
+    def on_train_start(self) -> None:
+        most_steps = self.trainer.estimated_stepping_batches
+        for scheduler in self._cosine_cycles():
+            if math.isfinite(most_steps):
+                scheduler.total_steps = int(most_steps)
+            elif self._budget_timer() is None:
+                raise SaltError(
+                    "sched: CosineCycles needs trainer.max_epochs, trainer.max_steps or "
+                    "trainer.max_time to plan its cycles"
+                )
+
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         # the epoch's last batch too: validation, SWA and checkpoints must not see a bad step
         last = batch_idx + 1 >= self.trainer.num_training_batches
         if last or (batch_idx + 1) % self.hparams.finite_check_every_n_steps == 0:
             self._stop_if_nonfinite()
+        self._plan_for_time()
+
+    def _cosine_cycles(self) -> list[CosineCycles]:
+        configs = self.trainer.lr_scheduler_configs
+        return [c.scheduler for c in configs if isinstance(c.scheduler, CosineCycles)]
+
+    def _budget_timer(self) -> Timer | None:
+        return next((c for c in self.trainer.callbacks if isinstance(c, Timer)), None)
+
+    def _plan_for_time(self) -> None:
+        timer = self._budget_timer()
+        schedulers = self._cosine_cycles()
+        if timer is None or not schedulers:
+            return
+        left = timer.time_remaining()
+        if left is None:
+            return
+        for scheduler in schedulers:
+            if scheduler.last_epoch >= PLAN_AFTER_STEPS:
+                scheduler.plan_for_time(
+                    scheduler.last_epoch,
+                    timer.time_elapsed(),
+                    left,
+                    self.trainer.estimated_stepping_batches,
+                )
 
     def _stop_if_nonfinite(self) -> None:
         """Raise NonFiniteLossError if a loss so far was NaN or infinite, here or on any rank."""
@@ -142,7 +195,7 @@ class SaltModule(pl.LightningModule):
     def validation_step(self, batch, batch_idx: int) -> None:
         images, masks = batch
         outputs = self(images)
-        losses = self.loss(outputs, masks)
+        losses = self._criterion(outputs, masks, float(self.current_epoch))
         self.log(
             "val/loss",
             losses["loss"],

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import hydra
@@ -11,13 +12,28 @@ import numpy as np
 from omegaconf import DictConfig
 
 from salt.data.io import load_test
-from salt.ensemble import read_tuned, resolve_checkpoints
+from salt.ensemble import oof_source, read_tuned, resolve_checkpoints, run_directory
 from salt.errors import SaltError, exit_on_salt_error, run_hydra_main
 from salt.inference import TilePredictions, check_tta, predict_ensemble, resolve_device
 from salt.plots import write_prediction_plot
 from salt.postprocess import PostProcess
 from salt.submission import write_submission
 from salt.train import CONFIG_DIR
+
+
+def warn_if_tuned_on_other_weights(runs: list[str], kinds: list[str]) -> None:
+    """salt.tune tunes on the OOF predictions of one kind of weights; say so when others predict."""
+    for entry in runs:
+        if not Path(entry).is_dir():
+            continue
+        source = oof_source(run_directory(Path(entry)))
+        if set(kinds) - {"auto", source}:
+            print(
+                f"warning: {entry}: post-processing was tuned on the out-of-fold predictions of "
+                f"its {source} weights; checkpoints={kinds} applies it to other weights "
+                "(checkpoints=[auto] predicts with the tuned ones)",
+                file=sys.stderr,
+            )
 
 
 def postprocess_from(cfg: DictConfig, runs: list[str]) -> PostProcess:
@@ -53,6 +69,8 @@ def predict(cfg: DictConfig) -> Path:
     runs = list(cfg.runs) if not isinstance(cfg.runs, str) else [cfg.runs]
     checkpoints = resolve_checkpoints(runs, list(cfg.checkpoints))
     postprocess = postprocess_from(cfg, runs)
+    if cfg.postprocess == "tuned":
+        warn_if_tuned_on_other_weights(runs, list(cfg.checkpoints))
     tta = check_tta(list(cfg.tta))
     test = load_test(cfg.data.root)
     device = resolve_device(cfg.device)

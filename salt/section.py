@@ -85,7 +85,7 @@ def predict_section(
     out_dir,
     stride: int = 50,
     tta=("none", "hflip"),
-    checkpoints=("best",),
+    checkpoints=("auto",),
     batch_size: int = 64,
     device: str = "auto",
     precision: str | None = "bf16-mixed",
@@ -167,7 +167,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--stride", type=int, default=50, help="tile spacing in pixels (1..101)")
     parser.add_argument("--tta", nargs="+", default=["none", "hflip"], choices=TTA_TRANSFORMS)
     parser.add_argument(
-        "--checkpoints", nargs="+", default=["best"], choices=CHECKPOINT_KINDS, metavar="KIND"
+        "--checkpoints", nargs="+", default=["auto"], choices=CHECKPOINT_KINDS, metavar="KIND"
     )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda")

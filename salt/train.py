@@ -84,16 +84,27 @@ def _validate(trainer: pl.Trainer, module: SaltModule, datamodule, ckpt_path) ->
 
 @rank_zero_only
 def save_out_of_fold(
-    module: SaltModule, datamodule: TGSDataModule, weights: dict, path: Path, tta: list[str]
+    module: SaltModule,
+    datamodule: TGSDataModule,
+    weights: dict,
+    path: Path,
+    tta: list[str],
+    device: torch.device,
+    precision: str,
 ) -> dict[str, float]:
-    """Probabilities of the validation fold from `weights`, saved for threshold tuning."""
+    """Probabilities of the validation fold from `weights`, saved for threshold tuning.
+
+    Predicted on the training device at the training precision (as `salt.predict` runs on a
+    GPU), not where Lightning's teardown left the module.
+    """
     module.net.load_state_dict(weights)
     predictions = predict_tiles(
         module.net,
         datamodule.val_set,
         batch_size=datamodule.val_batch_size,
-        device=module.device,
+        device=device,
         tta=tta,
+        precision=precision,
     )
     probabilities, masks = predictions.masks, datamodule.val_tiles.masks
     extra = {} if predictions.salt is None else {"salt": predictions.salt}
@@ -168,12 +179,14 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
                     Path(logger.log_dir) / "metrics.csv", start["epoch"], start["global_step"]
                 )
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    fit_started = time.time()
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path and str(ckpt_path))
     except NonFiniteLossError as error:
         last = output_dir / LAST_CHECKPOINT
         kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint saved"
         raise SaltError(f"{error}: training stopped; {kept}") from None
+    train_seconds = time.time() - fit_started
 
     checkpoint = trainer.checkpoint_callback
     metrics: dict[str, Any] = {
@@ -181,6 +194,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         "fold": cfg.data.fold,
         "encoder": cfg.model.get("encoder_name"),
         "epochs": trainer.current_epoch,
+        "steps": trainer.global_step,
+        "train_batches_per_epoch": trainer.num_training_batches,
+        "batch_size": cfg.data.batch_size,
+        "train_seconds": round(train_seconds, 1),
         "best_val_score": _scalar(checkpoint.best_model_score) if checkpoint else None,
         "best_checkpoint": checkpoint.best_model_path if checkpoint else None,
         **{k.replace("/", "_"): float(v) for k, v in trainer.callback_metrics.items()},
@@ -207,6 +224,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
                 final_weights,
                 output_dir / "oof.npz",
                 list(cfg.get("oof_tta", ["none"])),
+                device=trainer.strategy.root_device,
+                precision=str(trainer.precision),
             )
         )
     metrics["wall_seconds"] = round(time.time() - started, 1)

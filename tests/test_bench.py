@@ -1,10 +1,13 @@
 """The throughput benchmark runs end to end and prints its table and ratios."""
 
+import json
 import re
 
+import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
-from salt.bench import throughput
+from salt.bench import quality, throughput
 
 SMALL = ["--experiment", "smoke", "--batches", "5", "--predict-images", "16", "--repeats", "1"]
 
@@ -20,6 +23,7 @@ def test_throughput_bench_prints_rates_ratios_and_syncs(synthetic_root, capsys):
         ratio = re.search(rf"ratio {re.escape(ratio_name)} ([\d.]+)", out)
         assert ratio and 0.2 < float(ratio.group(1)) < 5, out
     assert re.search(r"([\d.]+) GFLOP per image forward", out)
+    assert re.search(r"forward FLOPs: [\d.]+x smp.Unet\(\"resnet18\"\)", out), out
     # 2 timed steps; the NaN check reads one value back, after the epoch's last batch
     syncs = re.search(r"^train salt\s+[\d.]+\s+[\d.]+\s+([\d.]+)\s+([\d.]+)", out, re.MULTILINE)
     assert syncs and float(syncs.group(1)) == 0.5, out
@@ -30,3 +34,34 @@ def test_throughput_bench_prints_rates_ratios_and_syncs(synthetic_root, capsys):
 def test_a_variant_that_changes_the_data_is_refused(synthetic_root):
     with pytest.raises(SystemExit, match="--variant data.batch_size=4: give module.KEY=VALUE"):
         throughput.main([str(synthetic_root), *SMALL, "--variant", "data.batch_size=4"])
+
+
+@pytest.mark.slow
+def test_quality_bench_trains_every_arm_for_the_budget_and_scores_them(synthetic_root, tmp_path):
+    out = tmp_path / "quality"
+    quality.main(
+        [
+            str(synthetic_root),
+            "--minutes=0.1",
+            f"--out={out}",
+            "--arm=bare",
+            "--arm=smoke=experiment=smoke data.synthetic=null",
+        ]
+    )
+    results = json.loads((out / "results.json").read_text())
+    rows = {row["arm"]: row for row in results["arms"]}
+    assert set(rows) == {"bare", "smoke"}
+    for row in rows.values():
+        assert row["epochs"] > 0 and row["images_per_second"] > 0
+        assert 0 <= row["score_at_0.5"] <= row["score_tuned"] <= 1
+    # salt's arm ran under the budget, offline
+    config = OmegaConf.load(out / "smoke" / "config.yaml")
+    assert config.trainer.max_time == "00:00:00:06" and config.model.encoder_weights is None
+    # both arms scored the same validation fold
+    ids = [np.load(out / arm / "oof.npz")["ids"].tolist() for arm in rows]
+    assert ids[0] == ids[1]
+
+
+def test_quality_bench_refuses_a_bad_arm(synthetic_root):
+    with pytest.raises(SystemExit):
+        quality.main([str(synthetic_root), "--minutes=1", "--arm=nameonly"])

@@ -153,3 +153,87 @@ def test_loss_configs_instantiate_and_run(path):
 def test_unknown_activation():
     with pytest.raises(ValueError, match="activation must be one of"):
         LovaszHinge(activation="softplus")
+
+
+class Recording(torch.nn.Module):
+    """A criterion that returns a constant and counts its calls."""
+
+    def __init__(self, value: float):
+        super().__init__()
+        self.value, self.calls = value, 0
+
+    def forward(self, logits, target):
+        self.calls += 1
+        return logits.sum() * 0 + self.value
+
+
+def test_warm_start_uses_its_criterion_before_the_switch_epoch_and_the_main_one_after():
+    warm, main = Recording(1.0), Recording(2.0)
+    loss = SaltLoss(main, warm_start_mask_loss=warm, warm_start_epochs=1.5)
+    outputs, target = {"mask": torch.zeros(2, 1, 4, 4)}, torch.zeros(2, 1, 4, 4)
+    assert [loss(outputs, target, epoch=e)["mask"].item() for e in (0.0, 1.49, 1.5, 7)] == [
+        1.0,
+        1.0,
+        2.0,
+        2.0,
+    ]
+    assert loss(outputs, target)["mask"].item() == 2.0  # no epoch (inference): the main one
+    with pytest.raises(ValueError, match="needs a warm_start_mask_loss"):
+        SaltLoss(main, warm_start_epochs=2)
+
+
+def test_training_passes_the_fractional_epoch_to_the_warm_start(train_config, monkeypatch):
+    """A real fit of 2 epochs of 4 batches: the criterion sees the fractional epoch in training
+    and the epoch just trained in validation, so the switch happens where it is configured."""
+    from salt.train import train
+
+    seen = []
+    original = SaltLoss.mask_criterion
+
+    def recording(self, epoch=None):
+        seen.append(epoch)
+        return original(self, epoch)
+
+    monkeypatch.setattr(SaltLoss, "mask_criterion", recording)
+    cfg = train_config(
+        "loss=lovasz",
+        "loss.warm_start_epochs=1",
+        "trainer.max_epochs=2",
+        "trainer.limit_train_batches=4",
+        "trainer.limit_val_batches=1",
+        "data.batch_size=4",
+        "oof=false",
+        "plots=false",
+    )
+    train(cfg)
+    assert seen == [0, 0.25, 0.5, 0.75, 0.0, 1, 1.25, 1.5, 1.75, 1.0]
+
+
+def empty_tile_gradient(remedy: str) -> torch.Tensor:
+    logits = torch.randn(1, 1, 8, 8, generator=torch.Generator().manual_seed(0)).requires_grad_()
+    LovaszHinge(per_image=True, activation="elu+1", empty=remedy)(
+        logits, torch.zeros(1, 1, 8, 8)
+    ).backward()
+    return logits.grad
+
+
+def test_plain_lovasz_on_an_empty_tile_pushes_one_pixel_and_symmetric_pushes_all():
+    assert int((empty_tile_gradient("plain") != 0).sum()) == 1
+    assert int((empty_tile_gradient("symmetric") != 0).sum()) == 64
+    assert int((empty_tile_gradient("skip") != 0).sum()) == 0
+
+
+def test_skip_remedy_is_the_mean_hinge_over_the_tiles_with_salt():
+    generator = torch.Generator().manual_seed(1)
+    logits = torch.randn(3, 1, 6, 6, generator=generator)
+    target = torch.zeros(3, 1, 6, 6)
+    target[0, :, :3] = 1
+    target[2, :, 2:5, 1:4] = 1
+    per_image = lovasz_hinge(logits, target, activation="elu+1", reduction="none")
+    skip = LovaszHinge(activation="elu+1", empty="skip")(logits, target)
+    assert skip.item() == pytest.approx(((per_image[0] + per_image[2]) / 2).item())
+    symmetric = LovaszHinge(activation="elu+1", empty="symmetric")(logits, target)
+    flipped = lovasz_hinge(-logits, 1 - target, activation="elu+1")
+    assert symmetric.item() == pytest.approx((0.5 * (per_image.mean() + flipped)).item(), abs=1e-6)
+    with pytest.raises(ValueError, match="empty must be one of"):
+        LovaszHinge(empty="drop")

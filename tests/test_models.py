@@ -5,15 +5,18 @@ import time
 from pathlib import Path
 
 import pytest
+import segmentation_models_pytorch as smp
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
+from torch.utils.flop_counter import FlopCounterMode
 
 from salt.errors import SaltError
 from salt.losses import SaltLoss
-from salt.models import SaltNet
+from salt.models import SaltNet, SeedUNet
 from salt.models.encoders import build_encoder
 from salt.train import CONFIG_DIR
+from tests.conftest import compose_config
 
 VARIANTS = list(
     itertools.product([True, False], repeat=4)
@@ -91,15 +94,67 @@ def test_three_channels_and_channels_last():
     assert torch.allclose(reference, fast, atol=1e-4)
 
 
+def first_conv(net):
+    return next(m for m in net.segmentation_head.modules() if isinstance(m, torch.nn.Conv2d))
+
+
 def test_hypercolumn_feeds_every_stage_to_the_head():
-    with_hc = SaltNet("resnet18", encoder_depth=3, decoder_channels=[32, 16, 8], hypercolumn=True)
-    without = SaltNet("resnet18", encoder_depth=3, decoder_channels=[32, 16, 8], hypercolumn=False)
+    def net(**options):
+        return SaltNet("resnet18", encoder_depth=3, decoder_channels=[32, 16, 8], **options)
 
-    def first_conv(net):
-        return next(m for m in net.segmentation_head.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first_conv(net(hypercolumn=True, hypercolumn_channels=None)).in_channels == 32 + 16 + 8
+    assert first_conv(net(hypercolumn=False)).in_channels == 8
+    slim = net(hypercolumn=True, hypercolumn_channels=4)
+    assert first_conv(slim).in_channels == 3 * 4
+    assert [r[0].in_channels for r in slim.hypercolumn.reducers] == [32, 16, 8]
+    context = net(hypercolumn=True, hypercolumn_channels=4, image_context=5)
+    assert first_conv(context).in_channels == 3 * 4 + 5
+    # the image-level context differs between images and is the same at every pixel
+    features = context.encoder(torch.randn(2, 1, 128, 128))
+    broadcast = context.image_context(features[-1], (128, 128))
+    assert broadcast.shape == (2, 5, 128, 128)
+    assert torch.equal(broadcast[:, :, 0, 0], broadcast[:, :, 77, 3])
 
-    assert first_conv(with_hc).in_channels == 32 + 16 + 8
-    assert first_conv(without).in_channels == 8
+
+def forward_gflops(net: torch.nn.Module) -> float:
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        net.eval()(torch.zeros(1, 1, 128, 128))
+    return counter.get_total_flops() / 1e9
+
+
+def test_resnet34_experiment_costs_at_most_a_quarter_more_than_a_plain_unet():
+    """The hypercolumn at a fair price: the net experiment=resnet34 builds against
+    smp.Unet("resnet34"), forward FLOPs at 128x128 (the wide hypercolumn is 3.4x)."""
+    cfg = compose_config("train", ["experiment=resnet34", "model.encoder_weights=null"])
+    flagship = forward_gflops(instantiate(cfg.model))
+    unet = forward_gflops(smp.Unet("resnet34", encoder_weights=None, in_channels=1))
+    assert flagship <= 1.25 * unet, (flagship, unet)
+    wide = instantiate(cfg.model, hypercolumn_channels=None, head_channels=64)
+    assert forward_gflops(wide) > 3 * unet
+
+
+def test_head_dropout_comes_after_the_batchnorm():
+    """BatchNorm statistics are gathered as inference sees its input: without dropout."""
+    head = list(
+        SaltNet(
+            "resnet18", encoder_depth=3, decoder_channels=[8, 8, 8], dropout=0.5
+        ).segmentation_head.modules()
+    )
+    kinds = [type(m).__name__ for m in head]
+    assert kinds.index("BatchNorm2d") < kinds.index("Dropout2d")
+
+
+def test_seed_unet_shapes_training_step_and_no_pretrained_weights():
+    torch.manual_seed(0)
+    net = SeedUNet(base_filters=4, depth=3)
+    outputs = net(torch.randn(2, 1, 128, 128))
+    assert set(outputs) == {"mask"} and outputs["mask"].shape == (2, 1, 128, 128)
+    loss = SaltLoss(torch.nn.BCEWithLogitsLoss())(outputs, torch.ones(2, 1, 128, 128))["loss"]
+    loss.backward()
+    assert all(p.grad is not None for p in net.parameters())
+    with pytest.raises(SaltError, match="pass model.encoder_weights=null"):
+        SeedUNet(encoder_weights="imagenet")
 
 
 def test_local_weights_file_loads_and_adapts_to_one_channel(tmp_path):
@@ -146,4 +201,4 @@ def test_imagenet_without_network_fails_fast_naming_the_fix():
 def test_model_configs_instantiate(path):
     cfg = OmegaConf.load(path)
     cfg.encoder_weights = None
-    assert isinstance(instantiate(cfg), SaltNet)
+    assert isinstance(instantiate(cfg), (SaltNet, SeedUNet))

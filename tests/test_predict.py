@@ -12,6 +12,7 @@ import torch
 from salt.checkpoints import load_net, read_checkpoint, tile_options
 from salt.data.datamodule import TileDataset
 from salt.data.io import load_train
+from salt.ensemble import resolve_checkpoints
 from salt.evaluate import evaluate_submission
 from salt.inference import predict_ensemble, predict_tiles
 from tests.conftest import run_module, train_smoke
@@ -126,3 +127,41 @@ def test_predict_refuses_bad_inputs_in_one_line(trained_run, synthetic_root, tmp
         last = result.stderr.strip().splitlines()[-1]
         assert last.startswith("error: ") and problem in last, last
         assert not out.exists()
+
+
+def test_predict_uses_the_weights_tuning_saw_and_warns_about_others(
+    synthetic_root, tmp_path_factory, tmp_path
+):
+    """A run with SWA: its OOF (and so salt.tune) comes from swa.ckpt, and so does predict's
+    default; picking best after tuning says that the tuning was done on other weights."""
+    run = tmp_path_factory.mktemp("swa") / "run"
+    metrics = train_smoke(
+        synthetic_root,
+        run,
+        "sched=cosine_restarts",
+        "callbacks=snapshots",
+        "sched.cycle_epochs=1",
+        "trainer.max_epochs=3",
+    )
+    assert metrics["oof_source"] == "swa"
+    assert resolve_checkpoints([run]) == [run / "checkpoints" / "swa.ckpt"]
+    assert run_module("salt.tune", f"runs=[{run}]").returncode == 0
+    tuned = json.loads((run / "postprocess.json").read_text())
+    oof = np.load(run / "oof.npz")
+    test_root = as_test_set(tmp_path / "valtest", synthetic_root, oof["ids"].tolist())
+
+    default = tmp_path / "default.csv"
+    common = (f"runs=[{run}]", f"data.root={test_root}", "tta=[none]", "plots=false")
+    result = run_module("salt.predict", *common, f"out={default}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "warning" not in result.stderr
+    masks_dir = synthetic_root / "train" / "masks"
+    assert abs(evaluate_submission(default, masks_dir) - tuned["oof_score_after"]) < 1e-6
+
+    result = run_module(
+        "salt.predict", *common, f"out={tmp_path / 'best.csv'}", "checkpoints=[best]"
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "post-processing was tuned on the out-of-fold predictions of its swa weights" in (
+        result.stderr
+    )

@@ -8,6 +8,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+import salt.train
 from salt.checkpoints import load_net
 from salt.module import SaltModule
 from salt.train import CONFIG_DIR, build_module, train
@@ -87,24 +88,24 @@ def test_missing_data_root_is_a_one_line_error(tmp_path):
     )
 
 
-def test_snapshots_every_cycle_and_swa_averages_them(train_config, tmp_path):
+def test_snapshots_and_swa_start_from_the_second_cycle_by_default(train_config, tmp_path):
     cfg = train_config(
         "sched=cosine_restarts",
         "callbacks=snapshots",
         "sched.cycle_epochs=1",
         "trainer.max_epochs=3",
-        "callbacks.swa.start_epoch=1",
     )
     metrics, _ = train(cfg)
     checkpoints = tmp_path / "run" / "checkpoints"
     snapshots = sorted((checkpoints / "snapshots").glob("cycle-*.ckpt"))
-    assert [p.name for p in snapshots] == ["cycle-000.ckpt", "cycle-001.ckpt", "cycle-002.ckpt"]
+    # the first cycle's weights (the least trained) are neither kept nor averaged
+    assert [p.name for p in snapshots] == ["cycle-001.ckpt", "cycle-002.ckpt"]
     assert metrics["oof_source"] == "swa" and 0.0 <= metrics["swa_val_score"] <= 1.0
 
     def state(path):
         return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
 
-    swa, averaged = state(checkpoints / "swa.ckpt"), [state(p) for p in snapshots[1:]]
+    swa, averaged = state(checkpoints / "swa.ckpt"), [state(p) for p in snapshots]
     weight = next(k for k in swa if k.endswith(".weight") and swa[k].dim() == 4)
     assert torch.allclose(swa[weight], (averaged[0][weight] + averaged[1][weight]) / 2, atol=1e-6)
     running_mean = next(k for k in swa if k.endswith("running_mean"))
@@ -127,3 +128,19 @@ def test_every_experiment_composes_and_builds(experiment):
     trainer_cfg = OmegaConf.to_container(cfg.trainer)
     assert trainer_cfg["_target_"] == "pytorch_lightning.Trainer"
     instantiate(cfg.data)  # no data is read until setup
+
+
+def test_oof_is_predicted_on_the_training_device_at_the_training_precision(
+    train_config, monkeypatch
+):
+    """As salt.predict runs (bf16 on a GPU), not in float32 wherever teardown left the module."""
+    seen = {}
+    original = salt.train.predict_tiles
+
+    def spy(*args, **kwargs):
+        seen.update(device=kwargs["device"], precision=kwargs["precision"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(salt.train, "predict_tiles", spy)
+    train(train_config("trainer.precision=bf16-mixed", "trainer.max_epochs=1", "plots=false"))
+    assert seen == {"device": torch.device("cpu"), "precision": "bf16-mixed"}

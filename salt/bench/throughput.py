@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
+import segmentation_models_pytorch as smp
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
@@ -399,6 +400,9 @@ def main(argv: list[str] | None = None) -> None:
     data = data_rates(cfg, args.device, args.repeats)
 
     flops = forward_flops(copy.deepcopy(template.net), cfg.data.channels, args.device)
+    reference_encoder = cfg.model.get("encoder_name", "resnet34")
+    reference = smp.Unet(reference_encoder, encoder_weights=None, in_channels=cfg.data.channels)
+    unet_flops = forward_flops(reference, cfg.data.channels, args.device)
     measured_peak = matmul_tflops(args.device)
     peak = args.peak_tflops or nominal_peak(args.device, args.precision)
     achieved = {
@@ -435,6 +439,10 @@ def main(argv: list[str] | None = None) -> None:
         ratio = median[name] / median["train bare"]
         print(f"ratio {name.replace('train salt', 'train salt/bare', 1)} {ratio:.3f}")
     print(f"ratio predict salt/bare {median['predict salt'] / median['predict bare']:.3f}")
+    print(
+        f'forward FLOPs: {flops / unet_flops:.2f}x smp.Unet("{reference_encoder}") '
+        f"({flops / 1e9:.2f} against {unet_flops / 1e9:.2f} GFLOP per image)"
+    )
     print(f"fp32 matmul measured here: {measured_peak:.3f} TFLOP/s")
     for task, value in achieved.items():
         line = f"{task} achieves {value / measured_peak:.1%} of the measured fp32 matmul"

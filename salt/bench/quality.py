@@ -1,0 +1,189 @@
+"""Head-to-head quality at equal compute: salt's recipes against a bare PyTorch loop.
+
+    python -m salt.bench.quality DATA_ROOT --minutes 40 [--fold 0] [--cores 0,1] [--out DIR]
+        [--arm bare] [--arm 'NAME=experiment=cpu key=value ...'] ...
+
+Every arm trains for the same wall-clock minutes on the training folds of salt's split, each
+process pinned to one core of `--cores` with one thread (as many arms at once as cores, the
+others queued), then the validation fold is predicted with flip TTA and scored with the
+competition metric: at threshold 0.5, and with the post-processing `salt.tune` picks on it
+(threshold, small components, empty-mask gate, holes; tuned and scored on the same fold, so
+that column is optimistic for every arm alike). `bare` is `salt.bench.bare_loop`; any other arm
+is `python -m salt.train` with its overrides, `trainer.max_time` set to the budget and
+`model.encoder_weights=null` (no network). salt's time includes its validation passes; the
+final prediction of the fold is outside every arm's budget. Prints one table and writes
+OUT/results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from omegaconf import OmegaConf
+
+from salt.metrics import tgs_score
+from salt.train import CONFIG_DIR
+from salt.tune import tune
+
+DEFAULT_ARMS = ["bare", "cpu=experiment=cpu"]
+
+
+@dataclass
+class Arm:
+    name: str
+    overrides: list[str] = field(default_factory=list)
+
+    @property
+    def bare(self) -> bool:
+        return self.name == "bare"
+
+    @classmethod
+    def parse(cls, spec: str) -> Arm:
+        if spec == "bare":
+            return cls("bare")
+        name, sep, overrides = spec.partition("=")
+        if not sep or not name or not overrides.strip():
+            raise ValueError(
+                f"--arm {spec!r}: give bare or NAME=OVERRIDES (e.g. cpu=experiment=cpu)"
+            )
+        return cls(name, shlex.split(overrides))
+
+    def command(self, data_root: Path, run_dir: Path, minutes: float, fold: int) -> list[str]:
+        if self.bare:
+            module_args = ["salt.bench.bare_loop", str(data_root), str(run_dir)]
+            return [*module_args, f"--minutes={minutes}", f"--fold={fold}"]
+        budget = time.strftime("%H:%M:%S", time.gmtime(round(minutes * 60)))
+        return [
+            "salt.train",
+            *self.overrides,
+            f"data.root={data_root}",
+            f"data.fold={fold}",
+            f"trainer.max_time=00:{budget}",
+            "model.encoder_weights=null",
+            "data.num_workers=0",
+            "oof_tta=[none,hflip]",
+            "plots=false",
+            f"hydra.run.dir={run_dir}",
+        ]
+
+
+def launch(arm: Arm, core: int, data_root: Path, out: Path, minutes: float, fold: int):
+    run_dir = out / arm.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    log = open(run_dir / "bench.log", "w")  # noqa: SIM115 (closed when the process ends)
+    process = subprocess.Popen(
+        [sys.executable, "-m", *arm.command(data_root, run_dir, minutes, fold)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        preexec_fn=lambda: os.sched_setaffinity(0, {core}),
+    )
+    return process, log
+
+
+def run_arms(arms: list[Arm], cores: list[int], data_root: Path, out: Path, minutes, fold):
+    """Run every arm, as many at once as there are cores; the arms whose process failed."""
+    queue, running, failed = list(arms), {}, []
+    while queue or running:
+        free = [c for c in cores if c not in running]
+        while queue and free:
+            arm, core = queue.pop(0), free.pop(0)
+            print(f"{time.strftime('%H:%M:%S')} start {arm.name} on core {core}", flush=True)
+            running[core] = (arm, *launch(arm, core, data_root, out, minutes, fold))
+        time.sleep(2)
+        for core, (arm, process, log) in list(running.items()):
+            if process.poll() is None:
+                continue
+            log.close()
+            del running[core]
+            status = "done" if process.returncode == 0 else f"failed ({process.returncode})"
+            print(f"{time.strftime('%H:%M:%S')} {arm.name} {status}", flush=True)
+            if process.returncode != 0:
+                failed.append(arm.name)
+    return failed
+
+
+def score_arm(arm: Arm, run_dir: Path, tune_cfg) -> dict:
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    with np.load(run_dir / "oof.npz") as oof:
+        out_of_fold = {key: oof[key] for key in oof.files}
+    out_of_fold["probabilities"] = out_of_fold["probabilities"].astype(np.float32)
+    at_half = float(tgs_score(out_of_fold["probabilities"] > 0.5, out_of_fold["masks"]))
+    postprocess, _, tuned = tune(out_of_fold, tune_cfg)
+    if arm.bare:
+        epochs, rate, source = metrics["epochs"], metrics["images_per_second"], "last"
+    else:
+        epochs = metrics["steps"] / metrics["train_batches_per_epoch"]
+        rate = metrics["steps"] * metrics["batch_size"] / metrics["train_seconds"]
+        source = metrics.get("oof_source")
+    return {
+        "arm": arm.name,
+        "overrides": arm.overrides,
+        "epochs": round(epochs, 2),
+        "images_per_second": round(rate, 2),
+        "weights": source,
+        "score_at_0.5": round(at_half, 4),
+        "score_tuned": round(tuned, 4),
+        "tuned_postprocess": str(postprocess),
+    }
+
+
+def print_table(rows: list[dict], minutes: float, fold: int) -> None:
+    print(f"\n{minutes:g} minutes per arm, one core each, fold {fold}, flip TTA")
+    print(f"{'arm':<16}{'epochs':>8}{'images/s':>10}{'weights':>9}{'score@0.5':>11}{'tuned':>8}")
+    for row in rows:
+        print(
+            f"{row['arm']:<16}{row['epochs']:>8.2f}{row['images_per_second']:>10.2f}"
+            f"{row['weights']!s:>9}{row['score_at_0.5']:>11.4f}{row['score_tuned']:>8.4f}"
+        )
+    bare = next((r for r in rows if r["arm"] == "bare"), None)
+    for row in rows:
+        if bare is not None and row is not bare:
+            print(
+                f"{row['arm']} - bare: {row['score_at_0.5'] - bare['score_at_0.5']:+.4f} at 0.5, "
+                f"{row['score_tuned'] - bare['score_tuned']:+.4f} tuned"
+            )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data_root", type=Path)
+    parser.add_argument("--minutes", type=float, required=True)
+    parser.add_argument("--fold", type=int, default=0)
+    parser.add_argument("--cores", default="0,1", help="cores to pin the arms to, one each")
+    parser.add_argument("--out", type=Path, help="default: outputs/quality/<time>")
+    parser.add_argument("--arm", action="append", help=f"default: {' '.join(DEFAULT_ARMS)}")
+    args = parser.parse_args(argv)
+    try:
+        arms = [Arm.parse(spec) for spec in args.arm or DEFAULT_ARMS]
+        cores = [int(c) for c in args.cores.split(",")]
+    except ValueError as error:
+        parser.error(str(error))
+    if len({arm.name for arm in arms}) != len(arms):
+        parser.error("arm names must differ")
+    if not (args.data_root / "train.csv").is_file():
+        parser.error(f"{args.data_root}: no train.csv (give a data root in the Kaggle layout)")
+    out = args.out or Path("outputs/quality") / time.strftime("%Y-%m-%d_%H-%M-%S")
+    failed = run_arms(arms, cores, args.data_root.resolve(), out, args.minutes, args.fold)
+    if failed:
+        sys.exit(f"error: arm(s) {', '.join(failed)} failed: see {out}/<arm>/bench.log")
+    tune_cfg = OmegaConf.load(Path(CONFIG_DIR) / "tune.yaml")
+    rows = [score_arm(arm, out / arm.name, tune_cfg) for arm in arms]
+    print_table(rows, args.minutes, args.fold)
+    payload = {"minutes": args.minutes, "fold": args.fold, "data_root": str(args.data_root)}
+    (out / "results.json").write_text(json.dumps({**payload, "arms": rows}, indent=2) + "\n")
+    print(f"wrote {out / 'results.json'}")
+
+
+if __name__ == "__main__":
+    main()
