@@ -24,6 +24,7 @@ import json
 import os
 import platform
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -87,6 +88,7 @@ class Check:
 
     def __init__(self, args: argparse.Namespace):
         self.args = args
+        self.env = dict(os.environ)  # the install step may put its folder on PYTHONPATH
         self.started = time.time()
         self.results: dict = {
             "status": "running",
@@ -116,16 +118,25 @@ class Check:
         write_json(self.path, self.results)
 
     def run(self, step: str, command: list[str], timeout: float) -> None:
-        """Run `command` from the repository root, its output into OUT/<step>.log."""
+        """Run `command` from the repository root, its output into OUT/<step>.log. On a timeout
+        its whole process group goes (DataLoader and compile workers too, freeing the GPU)."""
         log = self.args.out / f"{step}.log"
         with log.open("a") as out:
             out.write(f"$ {shlex.join(command)}\n")
             out.flush()
+            process = subprocess.Popen(
+                command,
+                cwd=REPO_ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
             try:
-                code = subprocess.run(
-                    command, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT, timeout=timeout
-                ).returncode
+                code = process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
                 raise StepFailed(f"timed out after {timeout:.0f} s") from None
         if code != 0:
             raise StepFailed(f"exit status {code}")
@@ -164,14 +175,18 @@ class Check:
         wheels = sorted((self.args.bundle / "wheels").glob("*.whl"))
         if not wheels:
             raise StepFailed(f"salt's imports fail and {self.args.bundle / 'wheels'} has no wheels")
-        # --no-deps: the machine has the rest; pip must not look for newer versions of it
-        find_links = ["--no-index", "--no-deps", "--find-links", str(self.args.bundle / "wheels")]
-        self.run(
-            "install", self.python("-m", "pip", "install", *find_links, *map(str, wheels)), 600
+        # into a folder of its own on PYTHONPATH: no write access to the machine's Python needed;
+        # --no-deps: the machine has the rest, and pip must not look for newer versions of it
+        site = self.args.work / "site"
+        options = ["--no-index", "--no-deps", "--find-links", str(self.args.bundle / "wheels")]
+        install = ["-m", "pip", "install", *options, "--target", str(site), *map(str, wheels)]
+        self.run("install", self.python(*install), 600)
+        self.env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(site), self.env.get("PYTHONPATH")])
         )
         if not self.imports_work():
             raise StepFailed("salt's imports still fail after installing the wheelhouse")
-        return {"installed": True}
+        return {"installed": True, "site": str(site)}
 
     def imports_work(self) -> bool:
         try:
@@ -182,7 +197,11 @@ class Check:
 
     def environment(self) -> None:
         probe = subprocess.run(
-            self.python("-c", ENVIRONMENT_PROBE), cwd=REPO_ROOT, capture_output=True, text=True
+            self.python("-c", ENVIRONMENT_PROBE),
+            cwd=REPO_ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
         )
         (self.args.out / "environment.log").write_text(probe.stdout + probe.stderr)
         if probe.returncode != 0:

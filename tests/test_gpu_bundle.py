@@ -3,21 +3,12 @@ limit, offline (the downloads themselves need a package index)."""
 
 from __future__ import annotations
 
-import importlib.util
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
+from tests.conftest import REPO_ROOT, load_script
 
 gpu_bundle = load_script("gpu_bundle")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, load_script
 
 GPU_CHECK = REPO_ROOT / "benchmarks" / "gpu_check.py"
 TINY_BENCH = [
@@ -130,6 +130,7 @@ def test_gpu_check_installs_the_wheelhouse_and_records_failed_steps(synthetic_ro
 
     pip = (tmp_path / "pip-calls").read_text()
     assert "--no-index" in pip and f"--find-links {bundle / 'wheels'}" in pip
+    assert f"--target {out / 'work' / 'site'}" in pip  # the machine's Python is left alone
     assert str(bundle / "wheels" / "demo-1.0-py3-none-any.whl") in pip
     steps = results["steps"]
     assert steps["install"]["status"] == "ok" and steps["install"]["installed"] is True
@@ -178,3 +179,16 @@ def test_a_used_work_folder_is_refused(synthetic_root, tmp_path):
         == f"error: --work {tmp_path / 'work'}: holds a train/ run already; give a fresh folder\n"
     )
     assert not (tmp_path / "out").exists()
+
+
+def test_the_training_budget_is_what_the_total_leaves_after_the_reserve(tmp_path):
+    script = load_script("gpu_check")
+    check = script.Check(script.parse_args(["--out", str(tmp_path / "out")]))
+    check.started -= 120  # two minutes spent on the steps before training
+    reserve = script.RESERVE_SECONDS
+    assert check.train_seconds() == pytest.approx(9 * 60 - 120 - reserve, abs=2)
+    check.args.total_minutes = 3  # nothing left: training still gets a minute
+    assert check.train_seconds() == 60
+    check.args.train_minutes = 2.5
+    assert check.train_seconds() == 150
+    assert script.max_time(150) == "00:00:02:30" and script.max_time(3725) == "00:01:02:05"
