@@ -88,7 +88,9 @@ class Check:
 
     def __init__(self, args: argparse.Namespace):
         self.args = args
-        self.env = dict(os.environ)  # the install step may put its folder on PYTHONPATH
+        # no update check at albumentations' import: offline, a DNS lookup can hang; the install
+        # step may put its folder on PYTHONPATH
+        self.env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
         self.started = time.time()
         self.results: dict = {
             "status": "running",
@@ -381,7 +383,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--bench-minutes", type=float, default=4.0, help="the bench is stopped after this")
     add("--bench-batches", type=int, default=60)
     add("--bench-predict-images", type=int, default=2048)
-    add("--bench-repeats", type=int, default=3)
+    add("--bench-repeats", type=int, default=2)
     add("--variant", action="append", help="bench rows (default: the fast-path settings)")
     add("--bench-override", action="append", default=[], help="a Hydra override for the bench")
     args = parser.parse_args(argv)
