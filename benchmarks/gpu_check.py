@@ -46,6 +46,7 @@ ENVIRONMENT_PROBE = """
 import json, platform, torch, pytorch_lightning
 cuda = torch.cuda.is_available()
 print(json.dumps({
+    "python": platform.python_version(),
     "device_name": torch.cuda.get_device_name(0) if cuda else f"CPU {platform.machine()}",
     "gpus": torch.cuda.device_count(),
     "torch": torch.__version__,
@@ -74,7 +75,19 @@ def write_json(path: Path, payload: dict) -> None:
 def read_json(path: Path) -> dict:
     if not path.is_file():
         raise StepFailed(f"{path} was not written")
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text())
+    except ValueError as error:
+        raise StepFailed(f"{path}: not JSON ({error})") from None
+
+
+def kill_group(process: subprocess.Popen) -> None:
+    """The process and what it started (workers): it leads a session of its own."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
 
 
 def max_time(seconds: float) -> str:
@@ -137,9 +150,11 @@ class Check:
             try:
                 code = process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+                kill_group(process)
                 raise StepFailed(f"timed out after {timeout:.0f} s") from None
+            except BaseException:  # Ctrl-C: its own session does not get the signal
+                kill_group(process)
+                raise
         if code != 0:
             raise StepFailed(f"exit status {code}")
 
@@ -155,8 +170,9 @@ class Check:
             started = time.time()
             try:
                 record.update(function() or {}, status="ok")
-            except StepFailed as error:
-                record.update(status="failed", reason=str(error))
+            except Exception as error:  # any failure is recorded, and the steps after go on
+                reason = str(error) if isinstance(error, StepFailed) else repr(error)
+                record.update(status="failed", reason=reason)
                 self.results["failed_steps"].append(name)
                 if log.is_file():
                     print("".join(log.read_text().splitlines(True)[-15:]), end="", flush=True)
