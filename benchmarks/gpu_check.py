@@ -4,7 +4,7 @@
         [--work DIR] [--experiment resnet34] [--device cuda] [--total-minutes 9] [--train-minutes M]
 
 Steps, each a subprocess of salt's own CLIs with its log in OUT/<step>.log:
-  install      pip-installs BUNDLE/wheels (no index) when salt's imports fail, else is skipped
+  install      when salt's imports fail: BUNDLE/wheels into WORK/site (no index), on PYTHONPATH
   environment  device name, torch, CUDA and cuDNN versions
   bench        `salt.bench.throughput` with the fast-path settings as rows of the same run
   train        fold 0 of the experiment from random encoder weights, data on the device, for the
@@ -380,32 +380,35 @@ def check_inputs(args: argparse.Namespace) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d_%H-%M-%S")
     add = parser.add_argument
-    add("--bundle", type=Path, default=Path("bundle"), help="the folder of make gpu-bundle")
-    add("--data", type=Path, help="training data (default BUNDLE/tgs)")
-    add("--test", type=Path, help="test folder to predict (default BUNDLE/tgs-holdout)")
-    add("--out", type=Path, default=Path("outputs/gpu-check") / stamp, help="results and logs")
-    add("--work", type=Path, help="run directories and checkpoints (default OUT/work)")
-    add("--experiment", default="resnet34")
-    add("--device", default="cuda", help="cuda or cpu")
-    add("--precision", default="bf16-mixed", help="the bench's precision")
-    add("--python", default=sys.executable, help="the Python that runs salt")
-    add("--total-minutes", type=float, default=9.0, help="what the training budget fits into")
-    add("--train-minutes", type=float, help="training budget (default: what the total leaves)")
-    add("--train-grace-minutes", type=float, default=5.0, help="training's kill margin")
-    add("--train-override", action="append", default=[], help="another Hydra override")
-    add("--bench-minutes", type=float, default=4.0, help="the bench is stopped after this")
-    add("--bench-batches", type=int, default=60)
-    add("--bench-predict-images", type=int, default=2048)
-    add("--bench-repeats", type=int, default=2)
-    add("--variant", action="append", help="bench rows (default: the fast-path settings)")
-    add("--bench-override", action="append", default=[], help="a Hydra override for the bench")
+    add("--bundle", type=Path, default=Path("bundle"), help="make gpu-bundle's folder: %(default)s")
+    add("--data", type=Path, help="training data (default: BUNDLE/tgs)")
+    add("--test", type=Path, help="test folder to predict (default: BUNDLE/tgs-holdout)")
+    add("--out", type=Path, help="results and logs (default: outputs/gpu-check/<UTC time>)")
+    add("--work", type=Path, help="run directories and checkpoints (default: OUT/work)")
+    add("--experiment", default="resnet34", help="%(default)s")
+    add("--device", default="cuda", help="cuda or cpu: %(default)s")
+    add("--precision", default="bf16-mixed", help="the bench's precision: %(default)s")
+    add("--python", default=sys.executable, help="the Python that runs salt: this one")
+    add("--total-minutes", type=float, default=9.0, help="the time the check fits in: %(default)s")
+    add("--train-minutes", type=float, help="training's budget (default: what the total leaves)")
+    add("--train-grace-minutes", type=float, default=5.0, help="kill margin: %(default)s")
+    add("--train-override", action="append", default=[], help="a Hydra override (repeatable)")
+    add("--bench-minutes", type=float, default=4.0, help="the bench's time limit: %(default)s")
+    add("--bench-batches", type=int, default=60, help="%(default)s")
+    add("--bench-predict-images", type=int, default=2048, help="%(default)s")
+    add("--bench-repeats", type=int, default=2, help="%(default)s")
+    add("--variant", action="append", help=f"a bench row (repeatable; default: {BENCH_VARIANTS})")
+    add("--bench-override", action="append", default=[], help="for the bench (repeatable)")
     args = parser.parse_args(argv)
     args.data = (args.data or args.bundle / "tgs").absolute()
     args.test = (args.test or args.bundle / "tgs-holdout").absolute()
-    args.bundle, args.out = args.bundle.absolute(), args.out.absolute()
+    args.out = (args.out or Path("outputs/gpu-check") / stamp).absolute()
+    args.bundle = args.bundle.absolute()
     args.work = (args.work or args.out / "work").absolute()
     return args
 
