@@ -363,7 +363,9 @@ def configured_max_epochs(config: Path) -> int | None:
 def check_inputs(args: argparse.Namespace) -> None:
     """Bad input stops here, before anything is written."""
     if not (args.data / "train.csv").is_file():
-        fail(f"--data {args.data}: no train.csv (a Kaggle-layout training folder)")
+        fail(
+            f"--data {args.data}: no train.csv (a Kaggle-layout folder; make gpu-bundle writes one)"
+        )
     if (
         not (args.test / "sample_submission.csv").is_file()
         or not (args.test / "test" / "images").is_dir()
