@@ -214,39 +214,24 @@ class Check:
             return False
 
     def environment(self) -> None:
-        probe = subprocess.run(
-            self.python("-c", ENVIRONMENT_PROBE),
-            cwd=REPO_ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-        )
-        (self.args.out / "environment.log").write_text(probe.stdout + probe.stderr)
-        if probe.returncode != 0:
-            raise StepFailed(f"exit status {probe.returncode}")
-        self.results["environment"].update(json.loads(probe.stdout.strip().splitlines()[-1]))
+        self.run("environment", self.python("-c", ENVIRONMENT_PROBE), 300)
+        probe = (self.args.out / "environment.log").read_text().strip().splitlines()[-1]
+        self.results["environment"].update(json.loads(probe))
 
     def bench(self) -> None:
         figures = self.args.work / "bench.json"
-        command = self.python(
-            "-m",
-            "salt.bench.throughput",
-            str(self.args.data),
-            "--device",
-            self.args.device,
-            "--precision",
-            self.args.precision,
-            "--experiment",
-            self.args.experiment,
-            "--batches",
-            str(self.args.bench_batches),
-            "--predict-images",
-            str(self.args.bench_predict_images),
-            "--repeats",
-            str(self.args.bench_repeats),
-            "--json",
-            str(figures),
-        )
+        options = {
+            "--device": self.args.device,
+            "--precision": self.args.precision,
+            "--experiment": self.args.experiment,
+            "--batches": self.args.bench_batches,
+            "--predict-images": self.args.bench_predict_images,
+            "--repeats": self.args.bench_repeats,
+            "--json": figures,
+        }
+        command = self.python("-m", "salt.bench.throughput", str(self.args.data))
+        for option, value in options.items():
+            command += [option, str(value)]
         for variant in self.args.variant or BENCH_VARIANTS:
             command += ["--variant", variant]
         command += self.args.bench_override
