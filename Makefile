@@ -8,11 +8,17 @@ RUNS ?=
 EXPERIMENT ?= resnet34
 ARGS ?=
 OUT ?= submission.csv
+# make gpu-bundle: the training data and the test folder it copies; make gpu-check: its folder
+GPU_DATA ?= ../shared/tgs
+GPU_TEST ?= ../shared/tgs-holdout
+BUNDLE ?= bundle
+# the Python that runs make gpu-check: .venv's where there is one, else the machine's python3
+GPU_PYTHON ?= $(if $(wildcard $(PYTHON)),$(PYTHON),python3)
 comma := ,
 space := $(empty) $(empty)
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast lint demo train submit data bench bench-metric
+.PHONY: help install test test-fast lint demo train submit data bench bench-metric gpu-bundle gpu-check
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -32,8 +38,8 @@ test-fast: $(STAMP) ## run the tests not marked slow (about 3.5 min on 2 cores)
 	$(PYTHON) -m pytest -m "not slow" -q
 
 lint: $(STAMP) ## ruff over the package and the tests
-	$(VENV)/bin/ruff check salt tests hydra_plugins
-	$(VENV)/bin/ruff format --check salt tests hydra_plugins
+	$(VENV)/bin/ruff check salt tests hydra_plugins benchmarks
+	$(VENV)/bin/ruff format --check salt tests hydra_plugins benchmarks
 
 demo: $(STAMP) ## train the offline CPU demo on generated data (a few minutes)
 	$(PYTHON) -m salt.train experiment=demo hydra.run.dir=outputs/demo $(ARGS)
@@ -64,3 +70,9 @@ bench: $(STAMP) ## train and predict images/s against bare PyTorch loops: make b
 
 bench-metric: $(STAMP) ## time the competition metric over 4,000 masks of DATA against a naive loop
 	$(PYTHON) -m salt.bench.metric $(DATA)
+
+gpu-bundle: $(STAMP) ## the offline bundle for a GPU machine in bundle/: the wheels it lacks, the data (prints its size)
+	$(PYTHON) benchmarks/gpu_bundle.py --out $(BUNDLE) --data $(GPU_DATA) --test $(GPU_TEST)
+
+gpu-check: ## on the GPU machine, from bundle/ and offline: every GPU figure in about 9 min [CHECK_OUT=dir] [ARGS=...]
+	$(GPU_PYTHON) benchmarks/gpu_check.py --bundle $(BUNDLE) $(if $(CHECK_OUT),--out $(CHECK_OUT)) $(ARGS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -24,6 +25,14 @@ def synthetic_root(tmp_path_factory) -> Path:
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script(name: str):
+    """benchmarks/NAME.py as a module: the scripts there are not a package."""
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def compose_config(name: str, overrides: list[str]) -> DictConfig:

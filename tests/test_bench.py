@@ -12,9 +12,20 @@ from salt.bench import quality, throughput
 SMALL = ["--experiment", "smoke", "--batches", "5", "--predict-images", "16", "--repeats", "1"]
 
 
-def test_throughput_bench_prints_rates_ratios_and_syncs(synthetic_root, capsys):
+def test_throughput_bench_prints_rates_ratios_and_syncs(synthetic_root, capsys, tmp_path):
     variant = "module.channels_last=false"
-    throughput.main([str(synthetic_root), *SMALL, "--variant", variant, "data.synthetic=null"])
+    figures = tmp_path / "bench.json"
+    throughput.main(
+        [
+            str(synthetic_root),
+            *SMALL,
+            "--variant",
+            variant,
+            "--json",
+            str(figures),
+            "data.synthetic=null",
+        ]
+    )
     out = capsys.readouterr().out
     for loop in ("train bare", "train salt", f"train salt {variant}", "predict bare"):
         rate = re.search(rf"^{re.escape(loop)}\s+([\d.]+)", out, re.MULTILINE)
@@ -29,6 +40,24 @@ def test_throughput_bench_prints_rates_ratios_and_syncs(synthetic_root, capsys):
     assert syncs and float(syncs.group(1)) == 0.5, out
     bare = re.search(r"^train bare\s+[\d.]+\s+[\d.]+\s+([\d.]+)", out, re.MULTILINE)
     assert bare and float(bare.group(1)) == 0.0, out
+
+    # --json holds the figures of the printed table
+    written = json.loads(figures.read_text())
+    assert set(written["rows"]) == {
+        "train bare",
+        "train salt",
+        f"train salt {variant}",
+        "predict bare",
+        "predict salt",
+    }
+    for name, row in written["rows"].items():
+        printed = re.search(rf"^{re.escape(name)}\s+([\d.]+)", out, re.MULTILINE)
+        assert f"{row['images_per_s']:.1f}" == printed.group(1)
+        assert row["fraction_of_peak"] is None  # a CPU has no nominal peak
+    assert written["rows"]["train salt"]["syncs_per_step"] == float(syncs.group(1))
+    assert written["rows"]["predict salt"]["syncs_per_step"] is None
+    assert set(written["data_images_per_s"]) == {"data per-sample, 0 workers", "data on device"}
+    assert not list(tmp_path.glob("*.tmp"))
 
 
 def test_a_variant_that_changes_the_data_is_refused(synthetic_root):

@@ -17,7 +17,8 @@ syncs per training step (values read back from the device, see `salt.bench.syncs
 optimizer's step counters, which live on the host) are counted in an extra untimed pass. The
 data rows time making one epoch of training batches on the device: per-sample albumentations in
 DataLoader workers (as configured) against `data.on_device` (tiles on the device, augmented there
-batch-wise). Without DATA_ROOT it generates a small data set.
+batch-wise). Without DATA_ROOT it generates a small data set. `--json PATH` also writes every
+figure to PATH (see `figures`), for scripts such as benchmarks/gpu_check.py.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import json
+import os
 import platform
 import statistics
 import tempfile
@@ -341,6 +344,47 @@ def count_syncs_per_step(variants: dict, template, batches, device: str, precisi
     return counted
 
 
+def figures(args, cfg, rates, warmups, syncs, data, flops, measured_peak, precisions) -> dict:
+    """Every figure of the run as plain values: per row its median images/s, TFLOP/s, fraction of
+    the nominal peak of its precision (null where unknown), host syncs per step and warm-up."""
+    rows = {}
+    for name, values in rates.items():
+        factor = 3 if name.startswith("train") else 2
+        tflops = statistics.median(values) * factor * flops / 1e12
+        peak = args.peak_tflops or nominal_peak(args.device, precisions.get(name, args.precision))
+        rows[name] = {
+            "images_per_s": statistics.median(values),
+            "tflops": tflops,
+            "fraction_of_peak": tflops / peak if peak else None,
+            "syncs_per_step": syncs.get(name),
+            "warmup_s": statistics.median(warmups[name]) if name in warmups else None,
+            "repeats": values,
+        }
+    return {
+        "device": device_name(args.device),
+        "torch": torch.__version__,
+        "experiment": args.experiment,
+        "encoder": cfg.model.encoder_name,
+        "precision": args.precision,
+        "train_batch_size": cfg.data.batch_size,
+        "timed_batches": args.batches - WARMUP_BATCHES,
+        "predict_images": args.predict_images,
+        "repeats": args.repeats,
+        "gflop_per_image_forward": flops / 1e9,
+        "nominal_peak_tflops": args.peak_tflops or nominal_peak(args.device, args.precision),
+        "measured_fp32_matmul_tflops": measured_peak,
+        "rows": rows,
+        "data_images_per_s": data,
+    }
+
+
+def write_json(path: Path, payload: dict) -> None:
+    """Written whole or not at all: a temporary file beside it, then a rename."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data_root", nargs="?", type=Path)
@@ -357,10 +401,13 @@ def main(argv: list[str] | None = None) -> None:
         default=[],
         help="another salt training row, e.g. module.compile=true or trainer.precision=bf16-mixed",
     )
+    parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. data.batch_size=32")
     args = parser.parse_intermixed_args(argv)
     if args.batches <= WARMUP_BATCHES:
         parser.error(f"--batches must exceed the {WARMUP_BATCHES} warm-up batches")
+    if args.json and not args.json.parent.is_dir():
+        parser.error(f"--json {args.json}: folder {args.json.parent} not found")
 
     data_root = args.data_root or Path(tempfile.mkdtemp(prefix="salt-bench-data-"))
     overrides = list(args.overrides)
@@ -449,6 +496,11 @@ def main(argv: list[str] | None = None) -> None:
         if peak:
             line += f", {value / peak:.2%} of the nominal {peak:g} TFLOP/s peak"
         print(line)
+    if args.json:
+        precisions = {name: precision for name, (_, precision) in variants.items()}
+        payload = figures(args, cfg, rates, warmups, syncs, data, flops, measured_peak, precisions)
+        write_json(args.json, payload)
+        print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":
