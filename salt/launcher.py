@@ -43,6 +43,7 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from salt.cli import HYDRA_COMMANDS
 from salt.errors import SaltError
 
 log = logging.getLogger(__name__)
@@ -71,9 +72,13 @@ def threads_per_job(concurrent_jobs: int, cpus: int | None = None) -> int:
 
 
 def task_module() -> str:
-    """The module the running program was started as (`python -m salt.train`: salt.train)."""
+    """The module the running program was started as (`python -m salt.train` or `salt-train`:
+    salt.train)."""
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)
     if spec is None or not spec.name:
+        command = Path(sys.argv[0]).name  # a console script: salt-train -> salt.train
+        if command in HYDRA_COMMANDS:
+            return HYDRA_COMMANDS[command]
         raise SaltError(
             "hydra/launcher=parallel starts each job as `python -m MODULE`: start the "
             "multirun that way too, e.g. python -m salt.train -m ..."

@@ -41,11 +41,12 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from salt.bench.syncs import HostSyncCounter, optimizer_step_counters
+from salt.config import CONFIG_DIR
 from salt.data.datamodule import TileDataset
 from salt.data.io import load_train
 from salt.data.padding import PADDED
 from salt.inference import autocast_for, predict_tiles
-from salt.train import CONFIG_DIR, build_module
+from salt.train import build_module
 
 WARMUP_BATCHES = 3
 
