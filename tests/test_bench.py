@@ -3,6 +3,7 @@
 import re
 
 import pytest
+import torch
 
 from salt.bench import throughput
 
@@ -30,3 +31,19 @@ def test_throughput_bench_prints_rates_ratios_and_syncs(synthetic_root, capsys):
 def test_a_variant_that_changes_the_data_is_refused(synthetic_root):
     with pytest.raises(SystemExit, match="--variant data.batch_size=4: give module.KEY=VALUE"):
         throughput.main([str(synthetic_root), *SMALL, "--variant", "data.batch_size=4"])
+
+
+def test_nominal_peak_is_lightnings_for_the_gpu_and_precision(monkeypatch):
+    asked = []
+
+    def available_flops(device, dtype):
+        asked.append((device.type, dtype))
+        return {torch.bfloat16: 989.4e12, torch.float32: 66.9e12}.get(dtype)
+
+    monkeypatch.setattr(throughput, "get_available_flops", available_flops)
+    assert throughput.nominal_peak("cuda", "bf16-mixed") == pytest.approx(989.4)
+    assert throughput.nominal_peak("cuda:1", "32-true") == pytest.approx(66.9)
+    assert throughput.nominal_peak("cuda", "16-mixed") is None  # a precision the GPU lacks
+    assert asked == [("cuda", torch.bfloat16), ("cuda", torch.float32), ("cuda", torch.float16)]
+    assert throughput.nominal_peak("cpu", "32-true") is None  # CPUs: the measured matmul only
+    assert throughput.nominal_peak("cuda", "64-true") is None
