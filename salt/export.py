@@ -133,7 +133,7 @@ def export(source, out, format: str = "onnx", checkpoint: str = "best", tta: boo
             import onnxscript  # noqa: F401  (torch.onnx's exporter)
         except ImportError:
             raise SaltError(
-                "ONNX export needs onnx, onnxscript and onnxruntime: pip install 'salt[export]'"
+                "ONNX export needs onnx, onnxscript and onnxruntime: pip install 'tgs-salt[export]'"
             ) from None
     path = resolve_checkpoints([source], [checkpoint])[0]
     net, options = load_model(path)

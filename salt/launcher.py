@@ -17,7 +17,7 @@ Sweepers get each job's return value from its metrics.json (`optimized_metric`);
 `hydra.sweeper.n_jobs` trials at a time, so raise that too.
 
 Hydra finds the launcher through the thin plugin class in hydra_plugins/salt_launcher.py (Hydra
-instantiates launchers only from the `hydra_plugins` namespace: run from the repository root);
+instantiates launchers only from the `hydra_plugins` namespace, which salt's wheel installs);
 conf/hydra/launcher/parallel.yaml selects it.
 """
 

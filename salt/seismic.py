@@ -73,7 +73,9 @@ def read_segy(path: Path, inline: int | None, crossline: int | None) -> np.ndarr
     try:
         import segyio
     except ImportError:
-        raise DataError(path, "reading SEG-Y needs segyio: pip install 'salt[section]'") from None
+        raise DataError(
+            path, "reading SEG-Y needs segyio: pip install 'tgs-salt[section]'"
+        ) from None
     try:
         with segyio.open(str(path), "r", strict=True) as f:
             return segy_cube_section(path, f, inline, crossline)

@@ -30,8 +30,7 @@ def test_slurm_launcher_composes_with_the_readme_overrides():
     assert launcher._target_ == LAUNCHERS["submitit_slurm"]
     assert (launcher.partition, launcher.gpus_per_node, launcher.timeout_min) == ("gpu", 1, 720)
     # submitit's job files go beside the sweep's run directories
-    assert launcher.submitit_folder.startswith("${hydra.sweep.dir}")
-    assert cfg.hydra.sweep.subdir == "${hydra.job.num}_fold${data.fold}"
+    assert launcher.submitit_folder == f"{cfg.hydra.sweep.dir}/.submitit/%j"
 
 
 @pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
