@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from pytorch_lightning.loggers.logger import rank_zero_experiment
+from pytorch_lightning.utilities import rank_zero_only
 
 
 class _AppendingWriter(ExperimentWriter):
@@ -31,6 +32,7 @@ class AppendingCSVLogger(CSVLogger):
         if self._experiment is None:
             self._fs.makedirs(self.root_dir, exist_ok=True)
             self._experiment = _AppendingWriter(log_dir=self.log_dir)
+        assert isinstance(self._experiment, ExperimentWriter)
         return self._experiment
 
 
@@ -67,15 +69,13 @@ def log_config(loggers: Iterable[Logger], cfg: DictConfig) -> dict[str, Any]:
     return params
 
 
+@rank_zero_only
 def _tensorboard_hparams(logger: TensorBoardLogger, params: dict[str, Any]) -> None:
     """The HPARAMS tab's summaries. Lightning writes them only with a metric value to log now
     (`default_hp_metric`, a placeholder -1); here the tab reads the run's own validation
     metrics instead, and no placeholder is logged."""
-    from pytorch_lightning.utilities.rank_zero import rank_zero_only
     from torch.utils.tensorboard.summary import hparams
 
-    if rank_zero_only.rank != 0:
-        return
     # hparams() takes only the metrics' names from the dict: the values come from the scalars
     summaries = hparams(params, dict.fromkeys(HPARAMS_METRICS, 0.0))
     writer = logger.experiment._get_file_writer()

@@ -128,7 +128,7 @@ class Scaling:
     high: float | None = None
 
     def __call__(self, values: np.ndarray) -> np.ndarray:
-        if self.low is None:
+        if self.low is None or self.high is None:
             return np.asarray(values, dtype=np.uint8)
         scaled = (np.asarray(values, dtype=np.float32) - self.low) * (
             255.0 / (self.high - self.low)

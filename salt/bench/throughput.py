@@ -102,7 +102,7 @@ def fixed_batches(cfg, n_batches: int) -> list:
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
-    batches = []
+    batches: list = []
     while len(batches) < n_batches:
         for batch in datamodule.train_dataloader():
             batches.append(batch)
@@ -172,11 +172,11 @@ def lightning_loop(
 ) -> _Timer:
     """The timer of one epoch over `batches`; with `syncs`, the host syncs are counted."""
     timer = _Timer()
-    callbacks = [timer] + ([_CountSyncs(syncs)] if syncs else [])
+    callbacks: list[pl.Callback] = [timer] + ([_CountSyncs(syncs)] if syncs else [])
     trainer = pl.Trainer(
         accelerator=device,
         devices=1,
-        precision=precision,
+        precision=precision,  # type: ignore[arg-type]  # a Lightning precision name
         max_epochs=1,
         logger=False,
         enable_checkpointing=False,
