@@ -2,7 +2,14 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+# torch's build: cuda (the default: PyPI's torch, with its NVIDIA libraries) or cpu (torch and
+# torchvision from PyTorch's CPU index, no NVIDIA libraries): make install TORCH=cpu
+TORCH ?= cuda
+TORCH_CPU_VERSION ?= 2.13.0
+TORCHVISION_CPU_VERSION ?= 0.28.0
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+TORCH_CPU := torch==$(TORCH_CPU_VERSION)+cpu torchvision==$(TORCHVISION_CPU_VERSION)+cpu
+STAMP := $(VENV)/.installed-torch-$(TORCH)
 DATA ?= data/tgs
 RUNS ?=
 EXPERIMENT ?= resnet34
@@ -18,18 +25,21 @@ comma := ,
 space := $(empty) $(empty)
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast lint demo train submit data bench bench-metric gpu-bundle gpu-check
+.PHONY: help install test test-fast lint typecheck demo train submit data bench bench-metric gpu-bundle gpu-check
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-14s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
+	@case "$(TORCH)" in cpu|cuda) ;; *) echo "error: TORCH=$(TORCH): choose cpu or cuda"; exit 1;; esac
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --upgrade pip
-	$(PYTHON) -m pip install -e '.[dev]'
+	$(if $(filter cpu,$(TORCH)),$(PYTHON) -m pip install --no-deps $(TORCH_CPU) --extra-index-url $(TORCH_CPU_INDEX))
+	$(PYTHON) -m pip install -e '.[dev]' $(if $(filter cpu,$(TORCH)),$(TORCH_CPU))
+	rm -f $(VENV)/.installed-torch-*
 	touch $(STAMP)
 
-install: $(STAMP) ## create .venv and install salt with its dev tools (redone when pyproject.toml changes)
+install: $(STAMP) ## create .venv and install salt with its dev tools [TORCH=cpu|cuda] (redone when pyproject.toml changes)
 
 test: $(STAMP) ## run every test, the slow ones too (what CI runs; about 6 min on 2 cores)
 	$(PYTHON) -m pytest -q
@@ -40,6 +50,9 @@ test-fast: $(STAMP) ## run the tests not marked slow (about 3.5 min on 2 cores)
 lint: $(STAMP) ## ruff over the package and the tests
 	$(VENV)/bin/ruff check salt tests hydra_plugins benchmarks
 	$(VENV)/bin/ruff format --check salt tests hydra_plugins benchmarks
+
+typecheck: $(STAMP) ## mypy over the package
+	$(VENV)/bin/mypy salt
 
 demo: $(STAMP) ## train the offline CPU demo on generated data (a few minutes)
 	$(PYTHON) -m salt.train experiment=demo hydra.run.dir=outputs/demo $(ARGS)

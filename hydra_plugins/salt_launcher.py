@@ -1,5 +1,5 @@
 """Hydra instantiates launchers only from the `hydra_plugins` namespace (a portion of it here,
-found when the repository root is on sys.path: `python -m salt.train` run from it).
+installed with salt's wheel, or found in a checkout when the repository root is on sys.path).
 
 There is deliberately no hydra_plugins/__init__.py: it would hide the installed plugins
 (hydra-optuna-sweeper) behind this folder.

@@ -182,9 +182,10 @@ def load_run(run_dir) -> Run:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise SaltError(f"{run_dir}: no such run directory")
-    config = None
+    config: dict[str, Any] | None = None
     if (run_dir / "config.yaml").is_file():
-        config = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"))
+        loaded = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"))
+        config = {str(k): v for k, v in loaded.items()} if isinstance(loaded, dict) else None
     history_path = find_history(run_dir)
     oof = None
     if (run_dir / "oof.npz").is_file():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -35,7 +35,7 @@ class CompiledOrEager:
     def __init__(self, module: nn.Module, **options):
         self.module = module
         self.options = options
-        self.compiled: nn.Module | None = None
+        self.compiled: Callable[..., Any] | None = None
         try:
             self.compiled = torch.compile(module, **options)
         except Exception as error:  # e.g. an unknown backend or mode
@@ -47,7 +47,7 @@ class CompiledOrEager:
 
     def _give_up(self, error: Exception) -> None:
         self.compiled = None
-        root = error
+        root: BaseException = error
         # dynamo wraps what the backend raised
         while (inner := getattr(root, "inner_exception", None) or root.__cause__) is not None:
             root = inner

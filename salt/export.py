@@ -1,5 +1,5 @@
 """One trained model as a file that runs without salt:
-`python -m salt.export RUN_DIR_OR_CKPT --format onnx|torchscript --out FILE [--tta]`.
+`python -m salt.export RUN_DIR_OR_CKPT --format onnx|pt2|torchscript --out FILE [--tta]`.
 
 The exported model takes padded, normalised tiles and returns salt probabilities:
   input  "tiles"          float32 (N, C, 128, 128): each 101x101 uint8 tile reflect-padded
@@ -8,7 +8,9 @@ The exported model takes padded, normalised tiles and returns salt probabilities
   output "probabilities"  float32 (N, 1, 101, 101), the sigmoid of the mask logits cropped back
                           to the tile (with --tta, averaged with the horizontally flipped tile's).
 mean, std and C come from the checkpoint; they are stored in the file (ONNX metadata, or the
-TorchScript archive's extra file salt.json) with the rest of this contract.
+extra file salt.json of a torch.export (.pt2) or TorchScript archive) with the rest of this
+contract. pt2 is torch.export's program (`torch.export.load(FILE).module()`), the successor of
+TorchScript, which torch deprecates.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from salt.ensemble import resolve_checkpoints
 from salt.errors import SaltError, exit_on_salt_error
 from salt.inference import load_model, tta_forward
 
-FORMATS = ("onnx", "torchscript")
+FORMATS = ("onnx", "pt2", "torchscript")
 TOLERANCE = 1e-4
 OPSET = 18
 
@@ -97,6 +99,16 @@ def run_onnx(path: Path, tiles: torch.Tensor) -> np.ndarray:
     return session.run(None, {"tiles": tiles.numpy()})[0]
 
 
+def export_pt2(model: nn.Module, example: torch.Tensor, path: Path, metadata: dict) -> None:
+    batch = torch.export.Dim("batch", min=1, max=65536)
+    program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
+    torch.export.save(program, str(path), extra_files={"salt.json": json.dumps(metadata)})
+
+
+def run_pt2(path: Path, tiles: torch.Tensor) -> np.ndarray:
+    return torch.export.load(str(path)).module()(tiles).numpy()
+
+
 def export_torchscript(model: nn.Module, example: torch.Tensor, path: Path, metadata: dict) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit is deprecated upstream; shapes are fixed here
@@ -121,7 +133,7 @@ def export(source, out, format: str = "onnx", checkpoint: str = "best", tta: boo
             import onnxscript  # noqa: F401  (torch.onnx's exporter)
         except ImportError:
             raise SaltError(
-                "ONNX export needs onnx, onnxscript and onnxruntime: pip install 'salt[export]'"
+                "ONNX export needs onnx, onnxscript and onnxruntime: pip install 'tgs-salt[export]'"
             ) from None
     path = resolve_checkpoints([source], [checkpoint])[0]
     net, options = load_model(path)
@@ -129,13 +141,16 @@ def export(source, out, format: str = "onnx", checkpoint: str = "best", tta: boo
     metadata = contract(path, options, tta)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
+    tmp = out.with_name(out.name + (".tmp.pt2" if format == "pt2" else ".tmp"))
     check = random_tiles(3, options["channels"], seed=1)  # another batch size than the example
     try:
         with torch.no_grad():
             if format == "onnx":
                 export_onnx(model, random_tiles(2, options["channels"]), tmp, metadata)
                 exported = run_onnx(tmp, check)
+            elif format == "pt2":
+                export_pt2(model, random_tiles(2, options["channels"]), tmp, metadata)
+                exported = run_pt2(tmp, check)
             else:
                 export_torchscript(model, random_tiles(2, options["channels"]), tmp, metadata)
                 exported = run_torchscript(tmp, check)

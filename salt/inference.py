@@ -43,7 +43,8 @@ def tta_forward(net: nn.Module, images: torch.Tensor, tta: Sequence[str]):
     flip-equivariant. Returns (mask probabilities (N, 1, 101, 101), has-salt (N,) or None).
     """
     tiles = crop_tile(images)
-    masks, salt = 0.0, 0.0
+    masks: torch.Tensor | float = 0.0
+    salt: torch.Tensor | float = 0.0
     for name in tta:
         flipped = name == "hflip"
         outputs = net(pad_tiles(tiles.flip(-1)) if flipped else images)
@@ -51,6 +52,8 @@ def tta_forward(net: nn.Module, images: torch.Tensor, tta: Sequence[str]):
         masks = masks + (probabilities.flip(-1) if flipped else probabilities)
         if "salt_logit" in outputs:
             salt = salt + torch.sigmoid(outputs["salt_logit"].float()).reshape(-1)
+    if not isinstance(masks, torch.Tensor):
+        raise ValueError("tta names no view: give at least 'none'")
     has_salt = None if isinstance(salt, float) else salt / len(tta)
     return masks / len(tta), has_salt
 
@@ -133,6 +136,8 @@ def predict_ensemble(
         if predictions.salt is not None:
             total_salt = predictions.salt if total_salt is None else total_salt + predictions.salt
             with_salt += 1
+    if total_masks is None:
+        raise ValueError("no checkpoints to predict with")
     return TilePredictions(
         masks=total_masks / len(checkpoints),
         salt=None if total_salt is None else total_salt / with_salt,

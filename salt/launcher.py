@@ -17,7 +17,7 @@ Sweepers get each job's return value from its metrics.json (`optimized_metric`);
 `hydra.sweeper.n_jobs` trials at a time, so raise that too.
 
 Hydra finds the launcher through the thin plugin class in hydra_plugins/salt_launcher.py (Hydra
-instantiates launchers only from the `hydra_plugins` namespace: run from the repository root);
+instantiates launchers only from the `hydra_plugins` namespace, which salt's wheel installs);
 conf/hydra/launcher/parallel.yaml selects it.
 """
 
@@ -43,13 +43,14 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from salt.cli import HYDRA_COMMANDS
 from salt.errors import SaltError
 
 log = logging.getLogger(__name__)
 
 # Hydra overrides of the sweep itself, which a job (run on its own, in its own run directory)
 # does not get; the other Hydra overrides (hydra.job.chdir, hydra.verbose, ...) are passed on.
-SWEEP_ONLY = ("hydra.launcher", "hydra/launcher", "hydra.sweeper", "hydra/sweeper")
+SWEEP_ONLY: tuple[str, ...] = ("hydra.launcher", "hydra/launcher", "hydra.sweeper", "hydra/sweeper")
 SWEEP_ONLY += ("hydra.sweep", "hydra.run", "hydra.mode", "hydra.job.id", "hydra.job.num")
 LOG_NAME = "launcher.log"
 STOP_GRACE_SECONDS = 10.0
@@ -71,9 +72,13 @@ def threads_per_job(concurrent_jobs: int, cpus: int | None = None) -> int:
 
 
 def task_module() -> str:
-    """The module the running program was started as (`python -m salt.train`: salt.train)."""
+    """The module the running program was started as (`python -m salt.train` or `salt-train`:
+    salt.train)."""
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)
     if spec is None or not spec.name:
+        command = Path(sys.argv[0]).name  # a console script: salt-train -> salt.train
+        if command in HYDRA_COMMANDS:
+            return HYDRA_COMMANDS[command]
         raise SaltError(
             "hydra/launcher=parallel starts each job as `python -m MODULE`: start the "
             "multirun that way too, e.g. python -m salt.train -m ..."
@@ -202,20 +207,24 @@ def _signal(process: subprocess.Popen, kill: bool) -> None:
 def stop(jobs: Sequence[Job], grace: float = STOP_GRACE_SECONDS) -> None:
     """Interrupt the running jobs as Ctrl-C would (SIGINT to each job's process group: training
     stops at once); SIGKILL what is left of each group once its job exited or after `grace`."""
-    alive = [job for job in jobs if job.process is not None and job.process.poll() is None]
+    alive = [
+        (job.num, job.process)
+        for job in jobs
+        if job.process is not None and job.process.poll() is None
+    ]
     if not alive:
         return
-    log.info(f"Stopping {len(alive)} running job(s): " + ", ".join(f"#{j.num}" for j in alive))
-    for job in alive:
-        _signal(job.process, kill=False)
+    log.info(f"Stopping {len(alive)} running job(s): " + ", ".join(f"#{n}" for n, _ in alive))
+    for _, process in alive:
+        _signal(process, kill=False)
     deadline = time.monotonic() + grace
-    for job in alive:
+    for _, process in alive:
         try:
-            job.process.wait(max(0.0, deadline - time.monotonic()))
+            process.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             pass
-        _signal(job.process, kill=True)  # the job, if still there, and what is left of its group
-        job.process.wait()
+        _signal(process, kill=True)  # the job, if still there, and what is left of its group
+        process.wait()
 
 
 def _exit(signum, frame):
@@ -231,7 +240,7 @@ def run_jobs(
 ) -> None:
     """Run `jobs`, at most `n_jobs` at once, until all have finished. Interrupted (Ctrl-C, or
     SIGTERM, which raises SystemExit here), it stops the running jobs before it returns."""
-    pending, running = list(jobs), []
+    pending, running = list(jobs), list[Job]()
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _exit) if main_thread else None
     try:

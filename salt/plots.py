@@ -130,7 +130,7 @@ def thresholds_figure(
     probabilities: np.ndarray,
     masks: np.ndarray,
     marks: dict[str, float] | None = None,
-    thresholds: Sequence[float] = PLOT_THRESHOLDS,
+    thresholds: Sequence[float] | np.ndarray = PLOT_THRESHOLDS,
 ) -> Figure:
     """Mean score of `probabilities > t` for each threshold t, the best one marked."""
     best, best_score, scores = sweep_thresholds(probabilities, masks, thresholds=thresholds)
@@ -232,9 +232,9 @@ def spread_by_coverage(masks: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarra
 
 def example_tiles_figure(tiles: TileSet, k: int = 12, title: str = "") -> Figure:
     """k tiles with their masks, spread from the emptiest to the fullest."""
-    coverage, chosen = spread_by_coverage(tiles.masks, k)
+    coverage, chosen = spread_by_coverage(tiles.truth, k)
     titles = [f"{tiles.ids[i]} {coverage[i]:.0%}" for i in chosen]
-    figure = overlay_figure(tiles.images[chosen], tiles.masks[chosen], None, titles)
+    figure = overlay_figure(tiles.images[chosen], tiles.truth[chosen], None, titles)
     if title:
         figure.suptitle(title, fontsize=9)
     return figure
@@ -270,7 +270,7 @@ def overlay_figure(
     rows = max(len(members) for _, members in groups)
     headings = any(heading for heading, _ in groups)
     figure = new_figure(1.05 * panels * len(groups), 1.15 * rows + (0.3 if headings else 0))
-    subfigures = np.atleast_1d(figure.subfigures(1, len(groups)))
+    subfigures = np.atleast_1d(np.asarray(figure.subfigures(1, len(groups)), dtype=object))
     for subfigure, (heading, members) in zip(subfigures, groups):
         axes = subfigure.subplots(rows, panels, squeeze=False)
         if heading:
@@ -322,28 +322,31 @@ def write_run_plots(run_dir, tiles: TileSet | None = None, data_root=None) -> li
         raise SaltError(f"{run.path}: not a run directory (no csv/metrics.csv and no oof.npz)")
     out = run.path / PLOTS_DIR
     written = []
-    if run.oof is not None:
-        tiles = oof_tiles(run, tiles, data_root)  # read first: bad data stops before any drawing
+    # read first: bad data stops before any drawing
+    validation = None if run.oof is None else oof_tiles(run, tiles, data_root)
     if run.history is not None and len(run.history):
         written.append(save_figure(curves_figure(run.history), out / "curves.png"))
-    if run.oof is not None:
-        written += _oof_plots(run, out, tiles)
+    if validation is not None:
+        written += _oof_plots(run, out, validation)
     return written
 
 
 def _oof_plots(run: Run, out: Path, tiles: TileSet) -> list[Path]:
+    oof = run.oof
+    if oof is None:
+        return []
     postprocess, source = run.oof_postprocess()
     marks = {"default": 0.5}
     if postprocess.threshold != 0.5:
         low, high = DEFAULT_SWEEP_THRESHOLDS[0], DEFAULT_SWEEP_THRESHOLDS[-1]
         label = "tuned" if run.postprocess else f"best of {low:.2f}-{high:.2f}"
         marks[label] = postprocess.threshold
-    figure = thresholds_figure(run.oof["probabilities"], run.oof["masks"], marks)
+    figure = thresholds_figure(oof["probabilities"], oof["masks"], marks)
     written = [save_figure(figure, out / "thresholds.png")]
     table = run_oof_table(run)
     title = f"out-of-fold score by coverage ({source})"
     written.append(save_figure(coverage_figure(table, title), out / "score_by_coverage.png"))
-    predictions = postprocess(run.oof["probabilities"], run.oof.get("salt"))
+    predictions = postprocess(oof["probabilities"], oof.get("salt"))
     figure = validation_overlays(tiles, table, predictions)
     written.append(save_figure(figure, out / "overlays.png"))
     return written

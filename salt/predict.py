@@ -11,6 +11,7 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig
 
+from salt.config import CONFIG_DIR
 from salt.data.io import load_test
 from salt.ensemble import oof_source, read_tuned, resolve_checkpoints, run_directory
 from salt.errors import SaltError, exit_on_salt_error, run_hydra_main
@@ -18,7 +19,6 @@ from salt.inference import TilePredictions, check_tta, predict_ensemble, resolve
 from salt.plots import write_prediction_plot
 from salt.postprocess import PostProcess
 from salt.submission import write_submission
-from salt.train import CONFIG_DIR
 
 
 def warn_if_tuned_on_other_weights(runs: list[str], kinds: list[str]) -> None:

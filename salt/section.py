@@ -39,7 +39,7 @@ SALT_ALPHA = 0.4
 class SectionOutputs:
     """Rows arriving from `stitch`, written into the outputs (probabilities memory-mapped)."""
 
-    probability: np.ndarray
+    probability: np.memmap
     mask: np.ndarray
     overlay: np.ndarray
     threshold: float

@@ -73,7 +73,9 @@ def read_segy(path: Path, inline: int | None, crossline: int | None) -> np.ndarr
     try:
         import segyio
     except ImportError:
-        raise DataError(path, "reading SEG-Y needs segyio: pip install 'salt[section]'") from None
+        raise DataError(
+            path, "reading SEG-Y needs segyio: pip install 'tgs-salt[section]'"
+        ) from None
     try:
         with segyio.open(str(path), "r", strict=True) as f:
             return segy_cube_section(path, f, inline, crossline)
@@ -126,7 +128,7 @@ class Scaling:
     high: float | None = None
 
     def __call__(self, values: np.ndarray) -> np.ndarray:
-        if self.low is None:
+        if self.low is None or self.high is None:
             return np.asarray(values, dtype=np.uint8)
         scaled = (np.asarray(values, dtype=np.float32) - self.low) * (
             255.0 / (self.high - self.low)

@@ -23,18 +23,15 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from salt.callbacks import CycleSWA
 from salt.checkpoints import check_weights_fit, read_checkpoint
+from salt.config import CONFIG_DIR
 from salt.data.datamodule import TGSDataModule
 from salt.errors import NonFiniteLossError, SaltError, exit_on_salt_error, run_hydra_main
 from salt.inference import predict_tiles
+from salt.loggers import log_config
 from salt.metrics import sweep_thresholds, tgs_score
 from salt.module import SaltModule
 from salt.plots import plot_finished_run
 from salt.resume import LAST_CHECKPOINT, config_differences, last_checkpoint, trim_metrics_csv
-
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
-# `${salt.or:a,b}`: a unless it is null or empty, else b (hydra.run.dir is RUN_DIR on resume)
-if not OmegaConf.has_resolver("salt.or"):
-    OmegaConf.register_new_resolver("salt.or", lambda value, default: value or default)
 
 
 def _instantiate_group(group: DictConfig | None) -> list[Any]:
@@ -178,6 +175,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
                 trim_metrics_csv(
                     Path(logger.log_dir) / "metrics.csv", start["epoch"], start["global_step"]
                 )
+    log_config(loggers, cfg)  # the settings, for the trackers (TensorBoard HPARAMS, MLflow, W&B)
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     fit_started = time.time()
     try:

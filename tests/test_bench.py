@@ -5,6 +5,7 @@ import re
 
 import numpy as np
 import pytest
+import torch
 from omegaconf import OmegaConf
 
 from salt.bench import quality, throughput
@@ -94,3 +95,19 @@ def test_quality_bench_trains_every_arm_for_the_budget_and_scores_them(synthetic
 def test_quality_bench_refuses_a_bad_arm(synthetic_root):
     with pytest.raises(SystemExit):
         quality.main([str(synthetic_root), "--minutes=1", "--arm=nameonly"])
+
+
+def test_nominal_peak_is_lightnings_for_the_gpu_and_precision(monkeypatch):
+    asked = []
+
+    def available_flops(device, dtype):
+        asked.append((device.type, dtype))
+        return {torch.bfloat16: 989.4e12, torch.float32: 66.9e12}.get(dtype)
+
+    monkeypatch.setattr(throughput, "get_available_flops", available_flops)
+    assert throughput.nominal_peak("cuda", "bf16-mixed") == pytest.approx(989.4)
+    assert throughput.nominal_peak("cuda:1", "32-true") == pytest.approx(66.9)
+    assert throughput.nominal_peak("cuda", "16-mixed") is None  # a precision the GPU lacks
+    assert asked == [("cuda", torch.bfloat16), ("cuda", torch.float32), ("cuda", torch.float16)]
+    assert throughput.nominal_peak("cpu", "32-true") is None  # CPUs: the measured matmul only
+    assert throughput.nominal_peak("cuda", "64-true") is None

@@ -1,4 +1,4 @@
-"""Exported models (ONNX, TorchScript) give what salt.inference gives, with the stored contract."""
+"""Exported models (ONNX, torch.export .pt2, TorchScript) give what salt.inference gives, with the stored contract."""
 
 import json
 
@@ -56,6 +56,22 @@ def test_onnx_export_matches_torch(tiny_run, tmp_path, capsys):
     assert got.shape == (5, 1, 101, 101)
     assert np.abs(got - expected).max() <= 1e-4
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_pt2_export_matches_torch_with_flip_tta(tiny_run, tmp_path, capsys):
+    out = tmp_path / "model.pt2"
+    export_cli.main([str(tiny_run), "--format", "pt2", "--out", str(out), "--tta"])
+    assert f"wrote {out} (pt2, tta=hflip)" in capsys.readouterr().out
+    extra = {"salt.json": ""}
+    program = torch.export.load(str(out), extra_files=extra)
+    metadata = json.loads(extra["salt.json"])
+    assert metadata["salt.tta"] == "none+hflip" and metadata["salt.mean"] == "0.5"
+    images, expected = tiles_and_expected(tiny_run, ["none", "hflip"])
+    with torch.no_grad():  # 5 tiles: neither the export's example batch (2) nor its check (3)
+        got = program.module()(torch.from_numpy(contract_input(images, metadata))).numpy()
+    assert got.shape == (5, 1, 101, 101)
+    assert np.abs(got - expected).max() <= 1e-4
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt2"]
 
 
 def test_torchscript_export_matches_torch(tiny_run, tmp_path):

@@ -290,8 +290,11 @@ def test_task_module_is_the_module_run_with_python_m(monkeypatch):
     main.__spec__ = types.SimpleNamespace(name="salt.__main__")
     assert task_module() == "salt"
     main.__spec__ = None  # python salt/train.py
+    monkeypatch.setattr(sys, "argv", ["salt/train.py", "-m"])
     with pytest.raises(SaltError, match="python -m"):
         task_module()
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/salt-train", "-m"])  # the console script
+    assert task_module() == "salt.train"
 
 
 def python_job(num: int, directory: Path, code: str) -> Job:

@@ -30,7 +30,7 @@ T = TypeVar("T")
 
 def load_masks(root, n: int) -> tuple[np.ndarray, int]:
     """(n truth masks, how many distinct ones the data holds), repeating the data if needed."""
-    masks = load_train(root).masks
+    masks = load_train(root).truth
     repeats = -(-n // len(masks))
     return np.tile(masks, (repeats, 1, 1))[:n], len(masks)
 

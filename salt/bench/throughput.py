@@ -10,9 +10,10 @@ in-memory batches. Predict:
 per batch of the same images. Repeats are interleaved, so drifts in machine load hit both alike.
 FLOPs per image are counted with torch's FlopCounterMode (training = 3x forward); the achieved
 rate is compared with a float32 matmul measured on the same device and, where known or given,
-with the device's nominal peak. Each `--variant` (a `module.*` override such as
-`module.compile=true`, or `trainer.precision=...`) adds a salt training row measured in the same
-repeats, from the same weights and batches: the before and after of a fast-path setting. Host
+with the device's nominal peak (Lightning's table of GPUs, or --peak-tflops). Each `--variant`
+(a `module.*` override such as `module.compile=true`, or `trainer.precision=...`) adds a salt
+training row measured in the same repeats, from the same weights and batches: the before and
+after of a fast-path setting. Host
 syncs per training step (values read back from the device, see `salt.bench.syncs`; not the
 optimizer's step counters, which live on the host) are counted in an extra untimed pass. The
 data rows time making one epoch of training batches on the device: per-sample albumentations in
@@ -40,16 +41,18 @@ import segmentation_models_pytorch as smp
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from lightning_fabric.utilities.throughput import get_available_flops
 from omegaconf import open_dict
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from salt.bench.syncs import HostSyncCounter, optimizer_step_counters
+from salt.config import CONFIG_DIR
 from salt.data.datamodule import TileDataset
 from salt.data.io import load_train
 from salt.data.padding import PADDED
 from salt.inference import autocast_for, predict_tiles
-from salt.train import CONFIG_DIR, build_module
+from salt.train import build_module
 
 WARMUP_BATCHES = 3
 
@@ -103,7 +106,7 @@ def fixed_batches(cfg, n_batches: int) -> list:
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
-    batches = []
+    batches: list = []
     while len(batches) < n_batches:
         for batch in datamodule.train_dataloader():
             batches.append(batch)
@@ -173,11 +176,11 @@ def lightning_loop(
 ) -> _Timer:
     """The timer of one epoch over `batches`; with `syncs`, the host syncs are counted."""
     timer = _Timer()
-    callbacks = [timer] + ([_CountSyncs(syncs)] if syncs else [])
+    callbacks: list[pl.Callback] = [timer] + ([_CountSyncs(syncs)] if syncs else [])
     trainer = pl.Trainer(
         accelerator=device,
         devices=1,
-        precision=precision,
+        precision=precision,  # type: ignore[arg-type]  # a Lightning precision name
         max_epochs=1,
         logger=False,
         enable_checkpointing=False,
@@ -190,26 +193,27 @@ def lightning_loop(
     return timer
 
 
-# dense tensor-core peaks (TFLOP/s) for the precisions the trainer configs use
-NOMINAL_PEAK_TFLOPS = {
-    "H100": {"bf16-mixed": 989.4, "16-mixed": 989.4, "32-true": 66.9},
-    "H200": {"bf16-mixed": 989.4, "16-mixed": 989.4, "32-true": 66.9},
-    "A100": {"bf16-mixed": 312.0, "16-mixed": 312.0, "32-true": 19.5},
-}
-
-
 def device_name(device: str) -> str:
     if torch.device(device).type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"CPU {platform.machine()}, {torch.get_num_threads()} threads"
 
 
+PRECISION_DTYPES = {
+    "bf16-mixed": torch.bfloat16,
+    "16-mixed": torch.float16,
+    "32-true": torch.float32,
+}
+
+
 def nominal_peak(device: str, precision: str) -> float | None:
-    name = device_name(device)
-    for key, peaks in NOMINAL_PEAK_TFLOPS.items():
-        if key in name:
-            return peaks.get(precision)
-    return None
+    """The device's nominal dense peak in TFLOP/s for `precision`, from Lightning's table of
+    GPUs (`get_available_flops`); None for a CPU, or a GPU or precision it does not list."""
+    dtype = PRECISION_DTYPES.get(precision)
+    if dtype is None or torch.device(device).type != "cuda":
+        return None
+    flops = get_available_flops(torch.device(device), dtype)
+    return None if flops is None else flops / 1e12
 
 
 def forward_flops(net: nn.Module, channels: int, device: str) -> float:

@@ -35,8 +35,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     train = load_train(args.root)
     print(f"train: {len(train)} tiles; masks match train.csv")
-    print(f"train.csv: {check_rle_round_trip(args.root, train.masks)} RLE strings round-trip")
-    empty = int((train.masks.reshape(len(train), -1).max(axis=1) == 0).sum())
+    print(f"train.csv: {check_rle_round_trip(args.root, train.truth)} RLE strings round-trip")
+    empty = int((train.truth.reshape(len(train), -1).max(axis=1) == 0).sum())
     blank = int((train.images.reshape(len(train), -1).std(axis=1) == 0).sum())
     print(f"train: {empty} empty masks ({empty / len(train):.1%}), {blank} blank images")
     # training does not read depths; the layout has them, and a check says when they are missing

@@ -5,12 +5,13 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, SequentialSampler
 
 from salt.data.device_augment import BatchAugment
 from salt.data.device_loader import DeviceTileLoader, tiles_to_tensor
@@ -147,7 +148,7 @@ class TGSDataModule(pl.LightningDataModule):
         self.on_device = on_device
         self.device_transform = device_transform
         self._device_tiles: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        self.tile_options = dict(mean=mean, std=std, channels=channels)
+        self.tile_options: dict[str, Any] = dict(mean=mean, std=std, channels=channels)
         self.synthetic = synthetic
         self.seed = seed
         self.train_tiles: TileSet | None = None
@@ -166,10 +167,10 @@ class TGSDataModule(pl.LightningDataModule):
             self.prepare_data()  # a process that skipped prepare_data (e.g. a test calling setup)
         tiles = load_train(self.root)
         if self.folds_csv is None:
-            folds = make_folds(tiles.ids, tiles.masks, self.n_folds, self.fold_seed)
+            folds = make_folds(tiles.ids, tiles.truth, self.n_folds, self.fold_seed)
         else:
             folds = load_or_make_folds(
-                self.folds_csv, tiles.ids, tiles.masks, self.n_folds, self.fold_seed
+                self.folds_csv, tiles.ids, tiles.truth, self.n_folds, self.fold_seed
             )
         in_val = folds["fold"].to_numpy() == self.fold
         self.train_tiles = tiles.subset(np.flatnonzero(~in_val))
@@ -202,6 +203,8 @@ class TGSDataModule(pl.LightningDataModule):
         cached = self._device_tiles.get(split)
         if cached is None or cached[0].device != device:
             dataset = {"train": self.train_set, "val": self.val_set}[split]
+            if dataset.masks is None:
+                raise ValueError(f"the {split} set has no masks")
             cached = (
                 tiles_to_tensor(dataset.images, device),
                 tiles_to_tensor(dataset.masks, device),
@@ -238,7 +241,7 @@ class TGSDataModule(pl.LightningDataModule):
         )
 
     def val_dataloader(self) -> DataLoader | DeviceTileLoader:
-        sampler = None
+        sampler: Sampler | None = None
         if self.trainer is not None and self.trainer.world_size > 1:
             # Lightning's default sampler repeats samples to even out the ranks, which would
             # count some validation images twice in the score.

@@ -37,6 +37,13 @@ class TileSet:
     def __len__(self) -> int:
         return len(self.ids)
 
+    @property
+    def truth(self) -> np.ndarray:
+        """`masks`, for tiles that have them (training tiles); a ValueError for test tiles."""
+        if self.masks is None:
+            raise ValueError("these tiles have no masks (test tiles)")
+        return self.masks
+
     def subset(self, indices) -> TileSet:
         indices = np.asarray(indices)
         return TileSet(

@@ -97,8 +97,11 @@ def seismic_amplitude(
     )
     field = reflectivity * (1 - salt) + interior * salt + boundary * rng.uniform(1.5, 3.0)
     wavelet = ricker(rng.uniform(0.05, 0.12))
-    amplitude = cv2.filter2D(field, -1, wavelet[:, None], borderType=cv2.BORDER_REFLECT_101)
-    amplitude += rng.normal(0, 0.08, amplitude.shape).astype(np.float32)
+    amplitude = np.asarray(
+        cv2.filter2D(field, -1, wavelet[:, None], borderType=cv2.BORDER_REFLECT_101),
+        dtype=np.float32,
+    )
+    amplitude += np.asarray(rng.normal(0, 0.08, amplitude.shape), dtype=np.float32)
     amplitude /= amplitude.std() + 1e-6
     return amplitude
 
@@ -242,8 +245,8 @@ def main(argv: list[str] | None = None) -> None:
         generate(args.out_dir, args.train, args.test, args.seed)
         print(f"wrote {args.train} train and {args.test} test tiles to {args.out_dir}")
     if args.section:
-        write_section(args.out_dir, *args.section, seed=args.seed)
         height, width = args.section
+        write_section(args.out_dir, height, width, seed=args.seed)
         print(f"wrote a {height}x{width} section to {args.out_dir}/section.npy (.png, _mask.png)")
 
 

@@ -1,0 +1,35 @@
+"""Console scripts of the Hydra commands (`salt-train`, `salt-predict`, `salt-tune`): the same
+entry points as `python -m salt.train` etc., with one-line errors for bad overrides. Hydra's
+shell completion works with them: `eval "$(salt-train -sc install=bash)"`.
+
+The argparse commands (`salt-export`, `salt-evaluate`, ...) point at their modules' `main`.
+"""
+
+from __future__ import annotations
+
+from salt.errors import run_hydra_main
+
+# console script -> the module `python -m` runs (the parallel launcher starts jobs with it)
+HYDRA_COMMANDS = {
+    "salt-train": "salt.train",
+    "salt-predict": "salt.predict",
+    "salt-tune": "salt.tune",
+}
+
+
+def train() -> None:
+    from salt.train import main
+
+    run_hydra_main(main)
+
+
+def predict() -> None:
+    from salt.predict import main
+
+    run_hydra_main(main)
+
+
+def tune() -> None:
+    from salt.tune import main
+
+    run_hydra_main(main)

@@ -1,0 +1,43 @@
+"""Where salt's Hydra configs are, for every entry point (train, predict, tune, bench, tests).
+
+The configs live in `conf/` at the top of the repository; a wheel carries them inside the
+package as `salt/conf/` (pyproject maps the `salt.conf` package onto `conf/`). So an installed
+salt finds them beside its own files, and a source checkout (an editable install, or
+`python -m salt.train` from the repository root) finds them in `conf/`.
+
+Your own config folder goes on Hydra's search path, in front of salt's, without copying ours:
+`salt-train hydra.searchpath=[file:///path/to/my_conf] experiment=mine`.
+
+Importing this module also registers the `salt.or` resolver the configs use.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def config_dir() -> Path:
+    """salt's config folder: `salt/conf` in an installed wheel, else the checkout's `conf/`."""
+    for candidate in (PACKAGE_DIR / "conf", PACKAGE_DIR.parent / "conf"):
+        if (candidate / "train.yaml").is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"salt's configs are neither in {PACKAGE_DIR / 'conf'} (an installed wheel) nor in "
+        f"{PACKAGE_DIR.parent / 'conf'} (a source checkout): reinstall salt"
+    )
+
+
+CONFIG_DIR = str(config_dir())
+
+
+def _first_set(value, default):
+    return value or default
+
+
+# `${salt.or:a,b}`: a unless it is null or empty, else b (hydra.run.dir is RUN_DIR on resume)
+if not OmegaConf.has_resolver("salt.or"):
+    OmegaConf.register_new_resolver("salt.or", _first_set)
