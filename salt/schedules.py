@@ -53,7 +53,7 @@ class CosineCycles(LRScheduler):
         in_cycle = 1.0 if position >= self.cycles else position - math.floor(position)
         return 0.5 * (1.0 + math.cos(math.pi * in_cycle))
 
-    def get_lr(self) -> list[float]:
+    def get_lr(self) -> list[float | torch.Tensor]:
         factor = self.factor(self.last_epoch)
         return [
             self.eta_min + (base - self.eta_min) * factor if base > self.eta_min else base

@@ -47,11 +47,13 @@ class MaskOutput(nn.Module):
 
 def split(data_root: Path, fold: int):
     tiles = load_train(data_root)
-    folds = make_folds(tiles.ids, tiles.masks, N_FOLDS, FOLD_SEED)["fold"].to_numpy()
+    folds = make_folds(tiles.ids, tiles.truth, N_FOLDS, FOLD_SEED)["fold"].to_numpy()
     return tiles.subset(np.flatnonzero(folds != fold)), tiles.subset(np.flatnonzero(folds == fold))
 
 
-def train_for(net: nn.Module, loader: DataLoader, seconds: float) -> dict[str, float]:
+def train_for(
+    net: nn.Module, loader: DataLoader, n_images: int, seconds: float
+) -> dict[str, float]:
     optimizer = torch.optim.Adam(net.parameters(), lr=LEARNING_RATE)
     criterion = nn.BCEWithLogitsLoss()
     net.train()
@@ -70,7 +72,7 @@ def train_for(net: nn.Module, loader: DataLoader, seconds: float) -> dict[str, f
     elapsed = time.monotonic() - started
     return {
         "steps": steps,
-        "epochs": images_seen / len(loader.dataset),
+        "epochs": images_seen / n_images,
         "train_seconds": round(elapsed, 1),
         "images_per_second": images_seen / elapsed,
     }
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     generator = torch.Generator().manual_seed(args.seed)
     loader = DataLoader(train_set, batch_size=BATCH_SIZE, shuffle=True, generator=generator)
     net = smp.Unet("resnet34", encoder_weights=None, in_channels=1, classes=1)
-    metrics = train_for(net, loader, args.minutes * 60)
+    metrics = train_for(net, loader, len(train_set), args.minutes * 60)
     val_set = TileDataset(val_tiles.images, val_tiles.masks, mean=MEAN, std=STD)
     probabilities = predict_tiles(MaskOutput(net), val_set, tta=["none", "hflip"]).masks
     args.out_dir.mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 from omegaconf import OmegaConf
@@ -93,7 +94,8 @@ def launch(arm: Arm, core: int, data_root: Path, out: Path, minutes: float, fold
 
 def run_arms(arms: list[Arm], cores: list[int], data_root: Path, out: Path, minutes, fold):
     """Run every arm, as many at once as there are cores; the arms whose process failed."""
-    queue, running, failed = list(arms), {}, []
+    queue, failed = list(arms), []
+    running: dict[int, tuple[Arm, subprocess.Popen, IO[str]]] = {}
     while queue or running:
         free = [c for c in cores if c not in running]
         while queue and free:
