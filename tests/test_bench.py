@@ -111,3 +111,11 @@ def test_nominal_peak_is_lightnings_for_the_gpu_and_precision(monkeypatch):
     assert asked == [("cuda", torch.bfloat16), ("cuda", torch.float32), ("cuda", torch.float16)]
     assert throughput.nominal_peak("cpu", "32-true") is None  # CPUs: the measured matmul only
     assert throughput.nominal_peak("cuda", "64-true") is None
+
+
+def test_flops_option_prints_the_ratio_to_a_plain_unet_and_trains_nothing(capsys):
+    throughput.main(["--flops", "--experiment", "resnet34", "model.hypercolumn=false"])
+    out = capsys.readouterr().out
+    ratio = re.search(r'forward FLOPs: ([\d.]+)x smp.Unet\("resnet34"\)', out)
+    assert ratio and 1.0 < float(ratio.group(1)) < 1.25, out
+    assert "images/s" not in out

@@ -224,6 +224,26 @@ def forward_flops(net: nn.Module, channels: int, device: str) -> float:
     return float(counter.get_total_flops())
 
 
+def flops_against_unet(net: nn.Module, cfg, device: str) -> tuple[float, float, str]:
+    """Forward FLOPs per tile of `net` and of smp.Unet on the same encoder (resnet34 for nets
+    without one): (net, Unet, encoder)."""
+    encoder = cfg.model.get("encoder_name", "resnet34")
+    unet = smp.Unet(encoder, encoder_weights=None, in_channels=cfg.data.channels)
+    channels = cfg.data.channels
+    return (
+        forward_flops(copy.deepcopy(net), channels, device),
+        forward_flops(unet, channels, device),
+        encoder,
+    )
+
+
+def flops_line(flops: float, unet_flops: float, encoder: str) -> str:
+    return (
+        f'forward FLOPs: {flops / unet_flops:.2f}x smp.Unet("{encoder}") '
+        f"({flops / 1e9:.2f} against {unet_flops / 1e9:.2f} GFLOP per image)"
+    )
+
+
 def matmul_tflops(device: str, size: int = 2048, repeats: int = 10) -> float:
     """float32 matmul throughput measured here: the reference for "fraction of peak" on CPUs."""
     a = torch.randn(size, size, device=device)
@@ -406,6 +426,9 @@ def main(argv: list[str] | None = None) -> None:
         help="another salt training row, e.g. module.compile=true or trainer.precision=bf16-mixed",
     )
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
+    parser.add_argument(
+        "--flops", action="store_true", help="print the forward FLOPs against smp.Unet and stop"
+    )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. data.batch_size=32")
     args = parser.parse_intermixed_args(argv)
     if args.batches <= WARMUP_BATCHES:
@@ -413,6 +436,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.json and not args.json.parent.is_dir():
         parser.error(f"--json {args.json}: folder {args.json.parent} not found")
 
+    if args.flops:
+        cfg = load_config(args.data_root or Path("unused"), args.experiment, list(args.overrides))
+        print(f"experiment={args.experiment} {' '.join(args.overrides)}".strip())
+        print(flops_line(*flops_against_unet(instantiate(cfg.model), cfg, args.device)))
+        return
     data_root = args.data_root or Path(tempfile.mkdtemp(prefix="salt-bench-data-"))
     overrides = list(args.overrides)
     if args.data_root is None:
@@ -450,10 +478,7 @@ def main(argv: list[str] | None = None) -> None:
     syncs = count_syncs_per_step(variants, template, batches, args.device, args.precision)
     data = data_rates(cfg, args.device, args.repeats)
 
-    flops = forward_flops(copy.deepcopy(template.net), cfg.data.channels, args.device)
-    reference_encoder = cfg.model.get("encoder_name", "resnet34")
-    reference = smp.Unet(reference_encoder, encoder_weights=None, in_channels=cfg.data.channels)
-    unet_flops = forward_flops(reference, cfg.data.channels, args.device)
+    flops, unet_flops, reference_encoder = flops_against_unet(template.net, cfg, args.device)
     measured_peak = matmul_tflops(args.device)
     peak = args.peak_tflops or nominal_peak(args.device, args.precision)
     achieved = {
@@ -490,10 +515,7 @@ def main(argv: list[str] | None = None) -> None:
         ratio = median[name] / median["train bare"]
         print(f"ratio {name.replace('train salt', 'train salt/bare', 1)} {ratio:.3f}")
     print(f"ratio predict salt/bare {median['predict salt'] / median['predict bare']:.3f}")
-    print(
-        f'forward FLOPs: {flops / unet_flops:.2f}x smp.Unet("{reference_encoder}") '
-        f"({flops / 1e9:.2f} against {unet_flops / 1e9:.2f} GFLOP per image)"
-    )
+    print(flops_line(flops, unet_flops, reference_encoder))
     print(f"fp32 matmul measured here: {measured_peak:.3f} TFLOP/s")
     for task, value in achieved.items():
         line = f"{task} achieves {value / measured_peak:.1%} of the measured fp32 matmul"
