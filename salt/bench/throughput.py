@@ -431,13 +431,16 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. data.batch_size=32")
     args = parser.parse_intermixed_args(argv)
+    if args.data_root is not None and "=" in str(args.data_root):  # an override, no data root
+        args.overrides.insert(0, str(args.data_root))
+        args.data_root = None
     if args.batches <= WARMUP_BATCHES:
         parser.error(f"--batches must exceed the {WARMUP_BATCHES} warm-up batches")
     if args.json and not args.json.parent.is_dir():
         parser.error(f"--json {args.json}: folder {args.json.parent} not found")
 
     if args.flops:
-        cfg = load_config(args.data_root or Path("unused"), args.experiment, list(args.overrides))
+        cfg = load_config(Path("unused"), args.experiment, list(args.overrides))
         print(f"experiment={args.experiment} {' '.join(args.overrides)}".strip())
         print(flops_line(*flops_against_unet(instantiate(cfg.model), cfg, args.device)))
         return
