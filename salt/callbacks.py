@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
+from torch import nn
 from torch.optim.swa_utils import AveragedModel, update_bn
 
 from salt.schedules import CosineCycles
@@ -24,6 +25,11 @@ def cosine_cycles(trainer: pl.Trainer) -> CosineCycles | None:
         ),
         None,
     )
+
+
+def segmentation_net(pl_module: pl.LightningModule) -> nn.Module:
+    """The net a SaltModule trains (to mypy, `pl_module.net` is any `Tensor | Module` attribute)."""
+    return cast(nn.Module, pl_module.net)
 
 
 class CycleEndCallback(Callback):
@@ -119,26 +125,31 @@ class CycleSWA(CycleEndCallback):
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == "fit" and self.average is None:
-            self.average = AveragedModel(pl_module.net, use_buffers=False)
+            self.average = AveragedModel(segmentation_net(pl_module), use_buffers=False)
             if self._pending_state is not None:
                 self.average.load_state_dict(self._pending_state)
                 self._pending_state = None
 
     def on_cycle_end(self, trainer, pl_module, cycle: int) -> None:
+        assert self.average is not None  # made by setup("fit"), before any cycle ends
         self.average.update_parameters(pl_module.net)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_train_end(trainer, pl_module)
         if self.n_averaged == 0:
             return
+        assert self.average is not None  # n_averaged is 0 without one
+        net = segmentation_net(pl_module)
         averaged_net = self.average.module.to(pl_module.device)
-        update_bn(trainer.datamodule.train_dataloader(), averaged_net, device=pl_module.device)
-        raw_state = {k: v.detach().clone() for k, v in pl_module.net.state_dict().items()}
-        pl_module.net.load_state_dict(averaged_net.state_dict())
+        # Lightning sets trainer.datamodule at run time; Trainer does not declare it
+        train_batches = trainer.datamodule.train_dataloader()  # type: ignore[attr-defined]
+        update_bn(train_batches, averaged_net, device=pl_module.device)
+        raw_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        net.load_state_dict(averaged_net.state_dict())
         try:
             trainer.save_checkpoint(self.path, weights_only=True)
         finally:
-            pl_module.net.load_state_dict(raw_state)
+            net.load_state_dict(raw_state)
 
     def state_dict(self) -> dict[str, Any]:
         average = None if self.average is None else self.average.state_dict()

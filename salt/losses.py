@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -139,6 +140,8 @@ class SaltLoss(nn.Module):
     def mask_criterion(self, epoch: float | None = None) -> nn.Module:
         """The mask criterion in force at fractional `epoch` (None: after any warm start)."""
         if epoch is not None and epoch < self.warm_start_epochs:
+            # set: __init__ requires it with warm_start_epochs > 0, and epochs are >= 0
+            assert self.warm_start_mask_loss is not None
             return self.warm_start_mask_loss
         return self.mask_loss
 
@@ -179,11 +182,12 @@ class SaltLoss(nn.Module):
         self, stage_masks: torch.Tensor, target: torch.Tensor, non_empty: torch.Tensor
     ) -> torch.Tensor:
         """BCE over the images with salt, as a weighted mean over all images: no host sync."""
+        bce = cast(nn.BCEWithLogitsLoss, self.stage_loss)  # _stage_term's isinstance check
         per_pixel = F.binary_cross_entropy_with_logits(
             stage_masks.float(),
             target.float().expand_as(stage_masks),
-            weight=self.stage_loss.weight,
-            pos_weight=self.stage_loss.pos_weight,
+            weight=bce.weight,
+            pos_weight=bce.pos_weight,
             reduction="none",
         )
         per_image = per_pixel.mean(dim=(1, 2, 3))

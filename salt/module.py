@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytorch_lightning as pl
@@ -76,14 +76,14 @@ class SaltModule(pl.LightningModule):
         self._net_call: CompiledOrEager | None = None
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        if self.hparams.channels_last:
+        if self.hparams["channels_last"]:
             images = images.contiguous(memory_format=torch.channels_last)
         return (self._net_call or self.net)(images)
 
     def on_fit_start(self) -> None:
-        if self.hparams.channels_last:
+        if self.hparams["channels_last"]:
             self.net.to(memory_format=torch.channels_last)
-        options = compile_options(self.hparams.compile)
+        options = compile_options(self.hparams["compile"])
         if options is not None and self._net_call is None:
             self._net_call = CompiledOrEager(self.net, **options)
 
@@ -117,7 +117,7 @@ class SaltModule(pl.LightningModule):
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         # the epoch's last batch too: validation, SWA and checkpoints must not see a bad step
         last = batch_idx + 1 >= self.trainer.num_training_batches
-        if last or (batch_idx + 1) % self.hparams.finite_check_every_n_steps == 0:
+        if last or (batch_idx + 1) % self.hparams["finite_check_every_n_steps"] == 0:
             self._stop_if_nonfinite()
         self._plan_for_time()
 
@@ -126,7 +126,9 @@ class SaltModule(pl.LightningModule):
         return [c.scheduler for c in configs if isinstance(c.scheduler, CosineCycles)]
 
     def _budget_timer(self) -> Timer | None:
-        return next((c for c in self.trainer.callbacks if isinstance(c, Timer)), None)
+        # Lightning sets trainer.callbacks at run time; Trainer does not declare it
+        callbacks = self.trainer.callbacks  # type: ignore[attr-defined]
+        return next((c for c in callbacks if isinstance(c, Timer)), None)
 
     def _plan_for_time(self) -> None:
         timer = self._budget_timer()
@@ -165,7 +167,8 @@ class SaltModule(pl.LightningModule):
         self._stop_if_nonfinite()  # before anything is written: no checkpoint of bad weights
         # Lightning does not keep the global generators: a resumed run would draw other dropout
         # masks than an uninterrupted one. Plain types only (weights_only loading).
-        numpy_state = np.random.get_state()
+        # the legacy tuple (the default); numpy's stubs type a bare call as legacy=False's dict
+        numpy_state = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state())
         checkpoint["salt_rng_states"] = {
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -225,8 +228,8 @@ class SaltModule(pl.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {
                 "scheduler": self.scheduler_factory(optimizer=optimizer),
-                "interval": self.hparams.scheduler_interval,
-                "monitor": self.hparams.scheduler_monitor,
+                "interval": self.hparams["scheduler_interval"],
+                "monitor": self.hparams["scheduler_monitor"],
                 # with validation every N epochs, a monitoring schedule skips the epochs between
                 "strict": self._trainer is None or self.trainer.check_val_every_n_epoch == 1,
             },
@@ -240,7 +243,7 @@ class NonFiniteWatch:
     run ahead of the device and the check happens every few steps.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._loss: torch.Tensor | None = None
         self._batch: torch.Tensor | None = None
 
@@ -249,6 +252,7 @@ class NonFiniteWatch:
         if self._loss is None:
             self._loss = torch.zeros_like(loss)
             self._batch = torch.full_like(loss, -1, dtype=torch.long)
+        assert self._batch is not None  # set with _loss
         new = ~torch.isfinite(loss) & (self._batch < 0)
         self._loss = torch.where(new, loss, self._loss)
         self._batch = torch.where(new, batch_idx, self._batch)
@@ -257,5 +261,6 @@ class NonFiniteWatch:
         """(loss, batch index) of the first non-finite loss recorded, or None."""
         if self._batch is None:
             return None
+        assert self._loss is not None  # set with _batch
         batch = int(self._batch)
         return None if batch < 0 else (float(self._loss), batch)

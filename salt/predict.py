@@ -57,7 +57,10 @@ def save_probabilities(path: Path, ids: list[str], predictions: TilePredictions)
     extra = {} if predictions.salt is None else {"salt": predictions.salt}
     try:
         np.savez_compressed(
-            tmp, ids=np.array(ids), probabilities=predictions.masks.astype(np.float16), **extra
+            tmp,
+            ids=np.array(ids),
+            probabilities=predictions.masks.astype(np.float16),
+            **extra,  # type: ignore[arg-type]  # mypy cannot tell it holds no allow_pickle
         )
         os.replace(tmp, path)
     except OSError as error:

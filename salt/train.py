@@ -10,7 +10,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import hydra
 import numpy as np
@@ -18,6 +18,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.utilities import rank_zero_only
 
@@ -43,6 +44,7 @@ def _instantiate_group(group: DictConfig | None) -> list[Any]:
 
 def build_module(cfg: DictConfig) -> SaltModule:
     sched = cfg.get("sched")
+    # OmegaConf.to_container of a DictConfig is a dict
     return SaltModule(
         net=instantiate(cfg.model),
         loss=instantiate(cfg.loss),
@@ -50,9 +52,9 @@ def build_module(cfg: DictConfig) -> SaltModule:
         scheduler=instantiate(sched.scheduler) if sched else None,
         scheduler_interval=sched.interval if sched else "epoch",
         scheduler_monitor=sched.get("monitor", "val/score") if sched else "val/score",
-        net_config=OmegaConf.to_container(cfg.model, resolve=True),
+        net_config=cast(dict[str, Any], OmegaConf.to_container(cfg.model, resolve=True)),
         tile_options={"mean": cfg.data.mean, "std": cfg.data.std, "channels": cfg.data.channels},
-        **OmegaConf.to_container(cfg.get("module") or {}, resolve=True),
+        **cast(dict[str, Any], OmegaConf.to_container(cfg.get("module") or {}, resolve=True)),
     )
 
 
@@ -103,15 +105,17 @@ def save_out_of_fold(
         tta=tta,
         precision=precision,
     )
-    probabilities, masks = predictions.masks, datamodule.val_tiles.masks
+    val_tiles = datamodule.val_tiles
+    assert val_tiles is not None and val_tiles.masks is not None  # set up for fit: training tiles
+    probabilities, masks = predictions.masks, val_tiles.masks
     extra = {} if predictions.salt is None else {"salt": predictions.salt}
     tmp = path.with_suffix(".tmp.npz")
     np.savez_compressed(
         tmp,
-        ids=np.array(datamodule.val_tiles.ids),
+        ids=np.array(val_tiles.ids),
         probabilities=probabilities,
         masks=masks,
-        **extra,
+        **extra,  # type: ignore[arg-type]  # mypy cannot tell it holds no allow_pickle
     )
     os.replace(tmp, path)
     threshold, best, _ = sweep_thresholds(probabilities, masks)
@@ -169,7 +173,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         save_resolved_config(cfg, output_dir)
     callbacks = _instantiate_group(cfg.get("callbacks"))
     loggers = _instantiate_group(cfg.get("logger"))
-    if cfg.get("resume") and rank_zero_only.rank == 0:
+    # Lightning sets rank_zero_only.rank at import; the decorator's type does not declare it
+    if cfg.get("resume") and rank_zero_only.rank == 0:  # type: ignore[attr-defined]
+        assert start is not None  # resume read the run's last checkpoint
         for logger in loggers:
             if isinstance(logger, CSVLogger):  # rows of the epoch the run was stopped in go
                 trim_metrics_csv(
@@ -186,7 +192,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         raise SaltError(f"{error}: training stopped; {kept}") from None
     train_seconds = time.time() - fit_started
 
-    checkpoint = trainer.checkpoint_callback
+    # the configs' checkpoint callback is a ModelCheckpoint (Lightning types it as any Checkpoint)
+    checkpoint = cast(ModelCheckpoint | None, trainer.checkpoint_callback)
     metrics: dict[str, Any] = {
         "experiment": cfg.get("experiment_name"),
         "fold": cfg.data.fold,
@@ -215,17 +222,17 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     else:
         metrics["oof_source"] = "last"
     if cfg.get("oof", True) and trainer.is_global_zero:
-        metrics.update(
-            save_out_of_fold(
-                module,
-                datamodule,
-                final_weights,
-                output_dir / "oof.npz",
-                list(cfg.get("oof_tta", ["none"])),
-                device=trainer.strategy.root_device,
-                precision=str(trainer.precision),
-            )
+        oof_metrics = save_out_of_fold(
+            module,
+            datamodule,
+            final_weights,
+            output_dir / "oof.npz",
+            list(cfg.get("oof_tta", ["none"])),
+            device=trainer.strategy.root_device,
+            precision=str(trainer.precision),
         )
+        assert oof_metrics is not None  # rank_zero_only's None is for the other ranks
+        metrics.update(oof_metrics)
     metrics["wall_seconds"] = round(time.time() - started, 1)
     write_json(output_dir / "metrics.json", metrics)
     if trainer.is_global_zero:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import torch
@@ -68,6 +69,7 @@ def _pretrained_encoder(name: str, weights: str, in_channels: int, depth: int) -
 def _state_dict_from_file(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise SaltError(f"{path}: encoder weights file not found ({OFFLINE_HINT.split(' or ')[0]})")
+    state: dict[str, Any]  # a bare state dict, or a checkpoint holding one as "state_dict"
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file

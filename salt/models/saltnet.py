@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from segmentation_models_pytorch.base.heads import ClassificationHead, SegmentationHead
@@ -87,13 +88,15 @@ class SaltNet(nn.Module):
         super().__init__()
         decoder_channels = list(decoder_channels)
         self.encoder = build_encoder(encoder_name, encoder_weights, in_channels, encoder_depth)
-        self.decoder = UnetDecoder(self.encoder.out_channels, decoder_channels, scse, center)
+        # an smp encoder: its out_channels are the widths of its stages
+        encoder_channels = cast(Sequence[int], self.encoder.out_channels)
+        self.decoder = UnetDecoder(encoder_channels, decoder_channels, scse, center)
         self.hypercolumn = (
             Hypercolumn(decoder_channels, hypercolumn_channels) if hypercolumn else None
         )
         fused_channels = self.hypercolumn.out_channels if self.hypercolumn else decoder_channels[-1]
         self.image_context = (
-            ImageContext(self.encoder.out_channels[-1], image_context) if image_context else None
+            ImageContext(encoder_channels[-1], image_context) if image_context else None
         )
         if self.image_context is not None:
             fused_channels += self.image_context.out_channels
@@ -108,9 +111,7 @@ class SaltNet(nn.Module):
             else None
         )
         self.classification_head = (
-            ClassificationHead(self.encoder.out_channels[-1], 1, dropout=dropout)
-            if classifier
-            else None
+            ClassificationHead(encoder_channels[-1], 1, dropout=dropout) if classifier else None
         )
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
