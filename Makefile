@@ -41,10 +41,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install salt with its dev tools [TORCH=cpu|cuda] (redone when pyproject.toml changes)
 
-test: $(STAMP) ## run every test, the slow ones too (what CI runs; about 6 min on 2 cores)
+test: $(STAMP) ## run every test, the slow ones too (what CI runs; 18.6 min on 2 cores shared with a benchmark)
 	$(PYTHON) -m pytest -q
 
-test-fast: $(STAMP) ## run the tests not marked slow (about 3.5 min on 2 cores)
+test-fast: $(STAMP) ## run the tests not marked slow (the quick check while working)
 	$(PYTHON) -m pytest -m "not slow" -q
 
 lint: $(STAMP) ## ruff over the package and the tests
