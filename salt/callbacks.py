@@ -10,21 +10,10 @@ from pytorch_lightning.callbacks import Callback
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, update_bn
 
-from salt.schedules import CosineCycles
+from salt.schedules import cosine_cycles
 
 # a run stopped (by its time budget) this far into its last cycle counts that cycle as ended
 CYCLE_END_TOLERANCE = 0.9
-
-
-def cosine_cycles(trainer: pl.Trainer) -> CosineCycles | None:
-    return next(
-        (
-            c.scheduler
-            for c in trainer.lr_scheduler_configs
-            if isinstance(c.scheduler, CosineCycles)
-        ),
-        None,
-    )
 
 
 def segmentation_net(pl_module: pl.LightningModule) -> nn.Module:

@@ -17,7 +17,7 @@ from salt.compile import CompiledOrEager, compile_options
 from salt.data.padding import crop_tile
 from salt.errors import NonFiniteLossError, SaltError
 from salt.metrics import TGSScore, TGSScoreSweep
-from salt.schedules import CosineCycles
+from salt.schedules import cosine_cycles
 
 # steps before a time-budgeted schedule is planned from the measured rate
 PLAN_AFTER_STEPS = 5
@@ -104,15 +104,17 @@ class SaltModule(pl.LightningModule):
         return losses["loss"]
 
     def on_train_start(self) -> None:
+        scheduler = cosine_cycles(self.trainer)
+        if scheduler is None:
+            return
         most_steps = self.trainer.estimated_stepping_batches
-        for scheduler in self._cosine_cycles():
-            if math.isfinite(most_steps):
-                scheduler.total_steps = int(most_steps)
-            elif self._budget_timer() is None:
-                raise SaltError(
-                    "sched: CosineCycles needs trainer.max_epochs, trainer.max_steps or "
-                    "trainer.max_time to plan its cycles"
-                )
+        if math.isfinite(most_steps):
+            scheduler.total_steps = int(most_steps)
+        elif self._budget_timer() is None:
+            raise SaltError(
+                "sched: CosineCycles needs trainer.max_epochs, trainer.max_steps or "
+                "trainer.max_time to plan its cycles"
+            )
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         # the epoch's last batch too: validation, SWA and checkpoints must not see a bad step
@@ -121,31 +123,24 @@ class SaltModule(pl.LightningModule):
             self._stop_if_nonfinite()
         self._plan_for_time()
 
-    def _cosine_cycles(self) -> list[CosineCycles]:
-        configs = self.trainer.lr_scheduler_configs
-        return [c.scheduler for c in configs if isinstance(c.scheduler, CosineCycles)]
-
     def _budget_timer(self) -> Timer | None:
         # Lightning sets trainer.callbacks at run time; Trainer does not declare it
         callbacks = self.trainer.callbacks  # type: ignore[attr-defined]
         return next((c for c in callbacks if isinstance(c, Timer)), None)
 
     def _plan_for_time(self) -> None:
+        scheduler = cosine_cycles(self.trainer)
         timer = self._budget_timer()
-        schedulers = self._cosine_cycles()
-        if timer is None or not schedulers:
+        if scheduler is None or timer is None:
             return
         left = timer.time_remaining()
-        if left is None:
-            return
-        for scheduler in schedulers:
-            if scheduler.last_epoch >= PLAN_AFTER_STEPS:
-                scheduler.plan_for_time(
-                    scheduler.last_epoch,
-                    timer.time_elapsed(),
-                    left,
-                    self.trainer.estimated_stepping_batches,
-                )
+        if left is not None and scheduler.last_epoch >= PLAN_AFTER_STEPS:
+            scheduler.plan_for_time(
+                scheduler.last_epoch,
+                timer.time_elapsed(),
+                left,
+                self.trainer.estimated_stepping_batches,
+            )
 
     def _stop_if_nonfinite(self) -> None:
         """Raise NonFiniteLossError if a loss so far was NaN or infinite, here or on any rank."""

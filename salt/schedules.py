@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch.optim.lr_scheduler import LRScheduler
+
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
 
 
 class CosineCycles(LRScheduler):
@@ -69,3 +73,15 @@ class CosineCycles(LRScheduler):
             return
         rate = steps_done / seconds_elapsed
         self.total_steps = max(1, int(min(most_steps, steps_done + seconds_left * rate)))
+
+
+def cosine_cycles(trainer: pl.Trainer) -> CosineCycles | None:
+    """The trainer's CosineCycles schedule, if it has one."""
+    return next(
+        (
+            c.scheduler
+            for c in trainer.lr_scheduler_configs
+            if isinstance(c.scheduler, CosineCycles)
+        ),
+        None,
+    )
