@@ -5,8 +5,8 @@ There is deliberately no hydra_plugins/__init__.py: it would hide the installed 
 (hydra-optuna-sweeper) behind this folder.
 """
 
-from salt import launcher
+from salt.training import launcher
 
 
 class ParallelLauncher(launcher.ParallelLauncher):
-    """salt.launcher.ParallelLauncher, under the name Hydra accepts for a plugin."""
+    """salt.training.launcher.ParallelLauncher, under the name Hydra accepts for a plugin."""

@@ -7,7 +7,7 @@ The argparse commands (`salt-export`, `salt-evaluate`, ...) point at their modul
 
 from __future__ import annotations
 
-from salt.errors import run_hydra_main
+from salt.core.errors import run_hydra_main
 
 # console script -> the module `python -m` runs (the parallel launcher starts jobs with it)
 HYDRA_COMMANDS = {

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from salt.core.errors import DataError, exit_on_salt_error
+from salt.core.metrics import tgs_score
 from salt.data.io import read_id_csv, read_mask
 from salt.data.rle import rle_decode
-from salt.errors import DataError, exit_on_salt_error
-from salt.metrics import tgs_score
 
 
 def read_submission_masks(submission_path) -> tuple[list[str], np.ndarray]:

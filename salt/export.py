@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from salt.core.errors import SaltError, exit_on_salt_error
 from salt.data.padding import PAD_AFTER, PAD_BEFORE, PADDED, TILE
-from salt.ensemble import resolve_checkpoints
-from salt.errors import SaltError, exit_on_salt_error
-from salt.inference import load_model, tta_forward
+from salt.inference.selection import resolve_checkpoints
+from salt.inference.tiles import load_model, tta_forward
 
 FORMATS = ("onnx", "pt2", "torchscript")
 TOLERANCE = 1e-4

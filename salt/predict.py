@@ -11,14 +11,14 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig
 
-from salt.config import CONFIG_DIR
+from salt.analysis.plots import write_prediction_plot
+from salt.core.config import CONFIG_DIR
+from salt.core.errors import SaltError, exit_on_salt_error, run_hydra_main
 from salt.data.io import load_test
-from salt.ensemble import oof_source, read_tuned, resolve_checkpoints, run_directory
-from salt.errors import SaltError, exit_on_salt_error, run_hydra_main
-from salt.inference import TilePredictions, check_tta, predict_ensemble, resolve_device
-from salt.plots import write_prediction_plot
-from salt.postprocess import PostProcess
-from salt.submission import write_submission
+from salt.inference.postprocess import PostProcess
+from salt.inference.selection import oof_source, read_tuned, resolve_checkpoints, run_directory
+from salt.inference.submission import write_submission
+from salt.inference.tiles import TilePredictions, check_tta, predict_ensemble, resolve_device
 
 
 def warn_if_tuned_on_other_weights(runs: list[str], kinds: list[str]) -> None:

@@ -16,9 +16,9 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from salt.analysis import METRICS_FILE, read_json
-from salt.ensemble import POSTPROCESS_FILE
-from salt.errors import SaltError, exit_on_salt_error
+from salt.analysis.oof import METRICS_FILE, read_json
+from salt.core.errors import SaltError, exit_on_salt_error
+from salt.inference.selection import POSTPROCESS_FILE
 
 COLUMNS = {
     "run": "run",

@@ -2,8 +2,8 @@
 `python -m salt.section INPUT --runs RUN_DIR... --out OUT_DIR`.
 
 INPUT is a 2-D section (SEG-Y, .npy or an image). It is scaled to 8-bit like the training tiles
-(salt.seismic), cut into overlapping 101x101 tiles, predicted with the TTA and checkpoint
-ensemble of salt.predict, and blended back (salt.stitch). OUT_DIR receives probability.npy
+(salt.sections.seismic), cut into overlapping 101x101 tiles, predicted with the TTA and checkpoint
+ensemble of salt.predict, and blended back (salt.sections.stitch). OUT_DIR receives probability.npy
 (float32, the section's shape), mask.png (0/255) and overlay.png (the section with the
 predicted salt in red, and the truth's outline in green when `--truth` is given).
 """
@@ -18,17 +18,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from salt.ensemble import CHECKPOINT_KINDS, resolve_checkpoints
-from salt.errors import DataError, SaltError, exit_on_salt_error
-from salt.inference import (
+from salt.core.errors import DataError, SaltError, exit_on_salt_error
+from salt.inference.selection import CHECKPOINT_KINDS, resolve_checkpoints
+from salt.inference.tiles import (
     TTA_TRANSFORMS,
     check_tta,
     load_model,
     predict_ensemble,
     resolve_device,
 )
-from salt.seismic import read_section, scaling_for
-from salt.stitch import stitch
+from salt.sections.seismic import read_section, scaling_for
+from salt.sections.stitch import stitch
 
 SALT_COLOUR = np.array([0, 0, 255], dtype=np.float32)  # BGR red
 TRUTH_COLOUR = (0, 255, 0)

@@ -22,17 +22,22 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.utilities import rank_zero_only
 
-from salt.callbacks import CycleSWA
-from salt.checkpoints import check_weights_fit, read_checkpoint
-from salt.config import CONFIG_DIR
+from salt.analysis.plots import plot_finished_run
+from salt.core.config import CONFIG_DIR
+from salt.core.errors import NonFiniteLossError, SaltError, exit_on_salt_error, run_hydra_main
+from salt.core.metrics import sweep_thresholds, tgs_score
 from salt.data.datamodule import TGSDataModule
-from salt.errors import NonFiniteLossError, SaltError, exit_on_salt_error, run_hydra_main
-from salt.inference import predict_tiles
-from salt.loggers import log_config
-from salt.metrics import sweep_thresholds, tgs_score
-from salt.module import SaltModule
-from salt.plots import plot_finished_run
-from salt.resume import LAST_CHECKPOINT, config_differences, last_checkpoint, trim_metrics_csv
+from salt.inference.checkpoints import check_weights_fit, read_checkpoint
+from salt.inference.tiles import predict_tiles
+from salt.training.callbacks import CycleSWA
+from salt.training.loggers import log_config
+from salt.training.module import SaltModule
+from salt.training.resume import (
+    LAST_CHECKPOINT,
+    config_differences,
+    last_checkpoint,
+    trim_metrics_csv,
+)
 
 
 def _instantiate_group(group: DictConfig | None) -> list[Any]:

@@ -16,11 +16,11 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig
 
-from salt.config import CONFIG_DIR
-from salt.ensemble import POSTPROCESS_FILE, run_directory
-from salt.errors import DataError, SaltError, exit_on_salt_error, run_hydra_main
-from salt.metrics import sweep_thresholds, tgs_score
-from salt.postprocess import PostProcess
+from salt.core.config import CONFIG_DIR
+from salt.core.errors import DataError, SaltError, exit_on_salt_error, run_hydra_main
+from salt.core.metrics import sweep_thresholds, tgs_score
+from salt.inference.postprocess import PostProcess
+from salt.inference.selection import POSTPROCESS_FILE, run_directory
 
 
 def load_out_of_fold(runs: list[Path]) -> dict[str, np.ndarray]:

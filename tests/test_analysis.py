@@ -1,11 +1,11 @@
-"""Tables of salt.analysis: per-tile and per-image rows, groupings, run directories."""
+"""Tables of salt.analysis.oof: per-tile and per-image rows, groupings, run directories."""
 
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from salt.analysis import (
+from salt.analysis.oof import (
     best_and_worst,
     load_run,
     oof_table,
@@ -14,8 +14,8 @@ from salt.analysis import (
     score_by,
     tile_table,
 )
+from salt.core.errors import DataError, SaltError
 from salt.data.io import TileSet
-from salt.errors import DataError, SaltError
 
 
 def square(size: int, shape=(101, 101)) -> np.ndarray:
@@ -88,5 +88,5 @@ def test_load_run_reads_what_is_there_and_rejects_what_is_not(tmp_path):
 
 def test_project_path_falls_back_to_the_project_root(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert project_path("salt/analysis.py").is_file()  # found from the project root
+    assert project_path("salt/analysis/oof.py").is_file()  # found from the project root
     assert project_path("nothing/here") == Path("nothing/here")

@@ -1,4 +1,4 @@
-"""Exported models (ONNX, torch.export .pt2, TorchScript) give what salt.inference gives, with the stored contract."""
+"""Exported models (ONNX, torch.export .pt2, TorchScript) give what salt.inference.tiles gives, with the stored contract."""
 
 import json
 
@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from salt import export as export_cli
-from salt.checkpoints import load_net
 from salt.data.datamodule import TileDataset
 from salt.data.padding import pad_tile
 from salt.data.synthetic import make_tile
-from salt.inference import predict_tiles
+from salt.inference.checkpoints import load_net
+from salt.inference.tiles import predict_tiles
 from tests.tiny_net import write_checkpoint
 
 
@@ -23,7 +23,7 @@ def tiny_run(tmp_path_factory):
 
 
 def tiles_and_expected(run, tta):
-    """Real tiles, their input as the export's contract says, and salt.inference's output."""
+    """Real tiles, their input as the export's contract says, and salt.inference.tiles's output."""
     rng = np.random.default_rng(0)
     images = np.stack([make_tile(rng)[0] for _ in range(5)])
     checkpoint = run / "checkpoints" / "best.ckpt"

@@ -10,8 +10,8 @@ from torch import nn
 
 import salt.train
 from salt.bench.syncs import HostSyncCounter
-from salt.compile import CompiledOrEager, compile_options
 from salt.train import build_module, train
+from salt.training.compile import CompiledOrEager, compile_options
 
 TRAIN_BATCHES = 6
 

@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from salt.core.errors import DataError
 from salt.data.folds import coverage_classes, load_or_make_folds, make_folds
-from salt.errors import DataError
 
 
 def random_masks(n, seed=0):

@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
+from salt.core.errors import DataError
 from salt.data.io import load_test, load_train, read_image, read_mask
 from salt.data.rle import rle_encode
-from salt.errors import DataError
 
 TRAIN_IDS = ["a000000001", "a000000002", "a000000003", "a000000004"]
 TEST_IDS = ["b000000001", "b000000002"]

@@ -1,4 +1,4 @@
-"""The parallel launcher (salt/launcher.py, conf/hydra/launcher/parallel.yaml): folds of a
+"""The parallel launcher (salt/training/launcher.py, conf/hydra/launcher/parallel.yaml): folds of a
 multirun as concurrent processes."""
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from hydra.core.plugins import Plugins
 from hydra.utils import instantiate
 from omegaconf import open_dict
 
-from salt.errors import SaltError, salt_error_in
-from salt.launcher import (
+from salt.core.errors import SaltError, salt_error_in
+from salt.training.launcher import (
     Job,
     ParallelLauncher,
     is_sweep_only,

@@ -7,8 +7,8 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from salt.losses import LovaszHinge, SaltLoss, WeightedSum, lovasz_hinge
 from salt.train import CONFIG_DIR
+from salt.training.losses import LovaszHinge, SaltLoss, WeightedSum, lovasz_hinge
 
 
 def brute_force_lovasz(logits, labels, activation="relu"):

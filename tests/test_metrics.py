@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from salt.metrics import (
+from salt.core.metrics import (
     DEFAULT_SWEEP_THRESHOLDS,
     IOU_THRESHOLDS,
     TGSScore,
@@ -281,7 +281,9 @@ def test_sweep_thresholds_function_agrees_with_metric_and_chunks(monkeypatch):
     sweep = TGSScoreSweep(thresholds)
     sweep.update(probs, target)
     expected = sweep.compute()
-    monkeypatch.setattr("salt.metrics.SWEEP_CHUNK_PIXELS", 3 * 101 * 101)  # chunks inside update
+    monkeypatch.setattr(
+        "salt.core.metrics.SWEEP_CHUNK_PIXELS", 3 * 101 * 101
+    )  # chunks inside update
     best_threshold, best_score, scores = sweep_thresholds(
         probs[:, 0].numpy(), target.numpy().astype(bool), thresholds, images_per_chunk=9
     )

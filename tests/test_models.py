@@ -11,11 +11,11 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch.utils.flop_counter import FlopCounterMode
 
-from salt.errors import SaltError
-from salt.losses import SaltLoss
+from salt.core.errors import SaltError
 from salt.models import SaltNet, SeedUNet
 from salt.models.encoders import build_encoder
 from salt.train import CONFIG_DIR
+from salt.training.losses import SaltLoss
 from tests.conftest import compose_config
 
 VARIANTS = list(

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from salt import cli
-from salt.config import CONFIG_DIR
+from salt.core.config import CONFIG_DIR
 from tests.conftest import REPO_ROOT, compose_config
 
 tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
@@ -129,7 +129,9 @@ def test_a_wheel_installed_outside_the_checkout_trains_and_predicts(synthetic_ro
         return result.stdout
 
     where = run(
-        str(bin_dir / "python"), "-c", "import salt.config as c; print(c.__file__, c.CONFIG_DIR)"
+        str(bin_dir / "python"),
+        "-c",
+        "import salt.core.config as c; print(c.__file__, c.CONFIG_DIR)",
     ).split()
     assert all(Path(p).is_relative_to(tmp_path / "venv") for p in where), where  # the wheel's
     run(

@@ -1,4 +1,4 @@
-"""Plots of a training run (written by `salt.train`, redrawn by `python -m salt.plots`) and of
+"""Plots of a training run (written by `salt.train`, redrawn by `python -m salt.analysis.plots`) and of
 test predictions (written by `salt.predict`)."""
 
 import shutil
@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 from omegaconf import open_dict
 
-from salt.analysis import load_run
+from salt.analysis.oof import load_run
+from salt.analysis.plots import PLOTS_DIR, write_prediction_plot, write_run_plots
+from salt.plots import main
 from salt.data.io import load_train
-from salt.plots import PLOTS_DIR, main, write_prediction_plot, write_run_plots
 from salt.predict import predict
 from tests.conftest import compose_config, run_main
 
@@ -53,7 +54,7 @@ def test_training_writes_every_plot(smoke_run):
 
 
 def run_cli(argv, capsys) -> tuple[int, str, str]:
-    """`python -m salt.plots ARGV` in this process: (exit status, stdout, stderr)."""
+    """`python -m salt.analysis.plots ARGV` in this process: (exit status, stdout, stderr)."""
     return run_main(main, argv, capsys)
 
 

@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 import torch
 
-from salt.checkpoints import load_net, read_checkpoint, tile_options
 from salt.data.datamodule import TileDataset
 from salt.data.io import load_train
-from salt.ensemble import resolve_checkpoints
 from salt.evaluate import evaluate_submission
-from salt.inference import predict_ensemble, predict_tiles
+from salt.inference.checkpoints import load_net, read_checkpoint, tile_options
+from salt.inference.selection import resolve_checkpoints
+from salt.inference.tiles import predict_ensemble, predict_tiles
 from tests.conftest import run_module, train_smoke
 
 

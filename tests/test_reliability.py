@@ -21,16 +21,16 @@ from hydra.utils import instantiate
 from torch import nn
 
 import salt.train
-from salt.checkpoints import AtomicCheckpointIO, load_net
+from salt.core.errors import DataError, SaltError, exit_on_salt_error
 from salt.data import check
 from salt.data.datamodule import SeededSampler
-from salt.errors import DataError, SaltError, exit_on_salt_error
-from salt.inference import TilePredictions
-from salt.loggers import AppendingCSVLogger
+from salt.inference.checkpoints import AtomicCheckpointIO, load_net
+from salt.inference.submission import write_submission
+from salt.inference.tiles import TilePredictions
 from salt.predict import save_probabilities
-from salt.resume import trim_metrics_csv
-from salt.submission import write_submission
 from salt.train import build_module, train
+from salt.training.loggers import AppendingCSVLogger
+from salt.training.resume import trim_metrics_csv
 from tests.conftest import REPO_ROOT, compose_config, run_module
 
 
@@ -268,7 +268,7 @@ def test_a_failed_checkpoint_write_keeps_the_previous_file(tmp_path, monkeypatch
         handle.write(b"PK\x03\x04 half a checkpoint")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("salt.checkpoints.torch.save", dies_halfway)
+    monkeypatch.setattr("salt.inference.checkpoints.torch.save", dies_halfway)
     with pytest.raises(OSError, match="No space left"):
         io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}}, path)
     assert torch.equal(state_dict(path)["w"], torch.ones(3))
@@ -457,7 +457,7 @@ def test_submission_into_a_read_only_folder(code, words, tmp_path, monkeypatch):
     def refused(*args, **kwargs):
         raise OSError(code, words)
 
-    monkeypatch.setattr("salt.submission.tempfile.mkstemp", refused)
+    monkeypatch.setattr("salt.inference.submission.tempfile.mkstemp", refused)
     masks = np.zeros((2, 101, 101), dtype=np.uint8)
     with pytest.raises(SaltError) as error:
         write_submission(tmp_path / "s.csv", ["a", "b"], masks, ["a", "b"])

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
+from salt.core.errors import DataError
 from salt.data.rle import rle_decode, rle_encode
-from salt.errors import DataError
 
 
 def test_encode_is_one_indexed_and_column_major():

@@ -10,8 +10,8 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import timer as timer_module
 
-from salt.schedules import CosineCycles
 from salt.train import train
+from salt.training.schedules import CosineCycles
 
 
 def schedule(cycles=1, total=100, warmup=0, lr=1.0, eta_min=0.0):

@@ -6,9 +6,9 @@ import pytest
 
 from salt import section as section_cli
 from salt.data.synthetic import make_section
-from salt.inference import predict_ensemble
-from salt.seismic import read_section, scaling_for
-from salt.stitch import stitch, tile_origins
+from salt.inference.tiles import predict_ensemble
+from salt.sections.seismic import read_section, scaling_for
+from salt.sections.stitch import stitch, tile_origins
 from tests.conftest import train_smoke
 from tests.tiny_net import write_checkpoint
 

@@ -5,10 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from salt.core.errors import DataError, SaltError
 from salt.data.rle import rle_decode
-from salt.errors import DataError, SaltError
-from salt.postprocess import PostProcess, fill_holes, remove_small_components
-from salt.submission import check_submission_rows, write_submission
+from salt.inference.postprocess import PostProcess, fill_holes, remove_small_components
+from salt.inference.submission import check_submission_rows, write_submission
 
 IDS = ["c1", "c2", "c3"]
 
@@ -62,7 +62,7 @@ def test_missing_folder_or_full_disk_is_one_line_error_and_keeps_the_old_file(
     def full_disk(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("salt.submission.os.fsync", full_disk)
+    monkeypatch.setattr("salt.inference.submission.os.fsync", full_disk)
     with pytest.raises(
         SaltError, match="s.csv: could not be written \\(No space left on device\\)"
     ):

@@ -5,8 +5,8 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
-from salt.loggers import HPARAMS_METRICS, flat_config
 from salt.train import train
+from salt.training.loggers import HPARAMS_METRICS, flat_config
 from tests.conftest import compose_config
 
 DEFAULT_LOGGERS = {"csv", "tensorboard"}

@@ -9,9 +9,9 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 import salt.train
-from salt.checkpoints import load_net
-from salt.module import SaltModule
+from salt.inference.checkpoints import load_net
 from salt.train import CONFIG_DIR, build_module, train
+from salt.training.module import SaltModule
 from tests.conftest import compose_config, run_module
 
 

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 from salt.data.datamodule import TileDataset
 from salt.data.folds import make_folds
 from salt.data.io import load_train
-from salt.inference import predict_tiles
+from salt.inference.tiles import predict_tiles
 
 BATCH_SIZE = 16
 LEARNING_RATE = 1e-3

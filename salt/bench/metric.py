@@ -21,9 +21,9 @@ import cv2
 import numpy as np
 import torch
 
+from salt.core.errors import exit_on_salt_error
+from salt.core.metrics import DEFAULT_SWEEP_THRESHOLDS, sweep_thresholds, tgs_score
 from salt.data.io import load_train
-from salt.errors import exit_on_salt_error
-from salt.metrics import DEFAULT_SWEEP_THRESHOLDS, sweep_thresholds, tgs_score
 
 T = TypeVar("T")
 
@@ -148,13 +148,13 @@ def main(argv: list[str] | None = None) -> None:
     print(f"median of {repeats} runs after a warm-up\n")
     print(f"{'method':<58} {'ms':>9} {'masks/s':>12}  result")
     print_row("naive per-image numpy loop (Kaggle kernel)", naive_s, n, f"score {naive:.6f}")
-    print_row("salt.metrics.tgs_score (vectorised)", ours_s, n, f"score {ours:.6f}")
+    print_row("salt.core.metrics.tgs_score (vectorised)", ours_s, n, f"score {ours:.6f}")
     sweep_label = f"{len(thresholds)} thresholds {thresholds[0]:.2f}..{thresholds[-1]:.2f}"
     best = f"best {best_threshold:.2f}, score {best_score:.6f}"
     naive_best = int(np.argmax(naive_sweep))
     naive_best_text = f"best {thresholds[naive_best]:.2f}, score {naive_sweep[naive_best]:.6f}"
     print_row(f"naive loop per threshold, {sweep_label}", naive_sweep_s, n, naive_best_text)
-    print_row(f"salt.metrics.sweep_thresholds, {sweep_label}", sweep_s, n, best)
+    print_row(f"salt.core.metrics.sweep_thresholds, {sweep_label}", sweep_s, n, best)
     print(
         f"\nspeed-up over the loop: tgs_score {naive_s / ours_s:.1f}x "
         f"(scores {agreement(ours, naive)}), "

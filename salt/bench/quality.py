@@ -31,8 +31,8 @@ from typing import IO
 import numpy as np
 from omegaconf import OmegaConf
 
-from salt.config import CONFIG_DIR
-from salt.metrics import tgs_score
+from salt.core.config import CONFIG_DIR
+from salt.core.metrics import tgs_score
 from salt.tune import tune
 
 DEFAULT_ARMS = ["bare", "cpu=experiment=cpu"]

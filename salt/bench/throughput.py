@@ -6,7 +6,7 @@
 Train: salt's LightningModule under a Lightning Trainer against `zero_grad / forward / loss /
 backward / step` over the same net (in the same memory format), criterion, optimiser and
 in-memory batches. Predict:
-`salt.inference.predict_tiles` with flip TTA against two bare forwards (the tile and its flip)
+`salt.inference.tiles.predict_tiles` with flip TTA against two bare forwards (the tile and its flip)
 per batch of the same images. Repeats are interleaved, so drifts in machine load hit both alike.
 FLOPs per image are counted with torch's FlopCounterMode (training = 3x forward); the achieved
 rate is compared with a float32 matmul measured on the same device and, where known or given,
@@ -47,11 +47,11 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from salt.bench.syncs import HostSyncCounter, optimizer_step_counters
-from salt.config import CONFIG_DIR
+from salt.core.config import CONFIG_DIR
 from salt.data.datamodule import TileDataset
 from salt.data.io import load_train
 from salt.data.padding import PADDED
-from salt.inference import autocast_for, predict_tiles
+from salt.inference.tiles import autocast_for, predict_tiles
 from salt.train import build_module
 
 WARMUP_BATCHES = 3

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from salt.core.errors import DataError, exit_on_salt_error
 from salt.data.io import load_test, load_train, read_depths, read_id_csv
 from salt.data.rle import rle_encode
-from salt.errors import DataError, exit_on_salt_error
 
 
 def check_rle_round_trip(root: Path, masks: np.ndarray) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from salt.errors import DataError
+from salt.core.errors import DataError
 
 FOLD_COLUMNS = ("id", "fold", "coverage", "coverage_class")
 

@@ -19,8 +19,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from salt.core.errors import DataError
 from salt.data.rle import TILE_SHAPE, rle_decode
-from salt.errors import DataError
 
 MASK_FOREGROUND_VALUES = (1, 255, 65535)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from salt.errors import DataError
+from salt.core.errors import DataError
 
 TILE_SHAPE = (101, 101)
 

@@ -13,7 +13,7 @@ from segmentation_models_pytorch.encoders import encoders as SMP_ENCODERS
 from segmentation_models_pytorch.encoders import get_encoder
 from torch import nn
 
-from salt.errors import SaltError
+from salt.core.errors import SaltError
 
 OFFLINE_HINT = "pass model.encoder_weights=null (random init) or a local weights file"
 LOCAL_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors", ".bin")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from salt.errors import SaltError
+from salt.core.errors import SaltError
 
 
 def bn_act(channels: int) -> nn.Sequential:

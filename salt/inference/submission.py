@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from salt.core.errors import DataError, SaltError
 from salt.data.rle import TILE_SHAPE, rle_decode, rle_encode
-from salt.errors import DataError, SaltError
 
 
 def check_submission_rows(

@@ -44,7 +44,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from salt.cli import HYDRA_COMMANDS
-from salt.errors import SaltError
+from salt.core.errors import SaltError
 
 log = logging.getLogger(__name__)
 

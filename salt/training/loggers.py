@@ -24,7 +24,7 @@ class _AppendingWriter(ExperimentWriter):
 
 
 class AppendingCSVLogger(CSVLogger):
-    """`CSVLogger` whose `metrics.csv` is appended to when it exists (see `salt.resume`)."""
+    """`CSVLogger` whose `metrics.csv` is appended to when it exists (see `salt.training.resume`)."""
 
     @property
     @rank_zero_experiment

@@ -6,8 +6,8 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from salt.errors import SaltError
-from salt.postprocess import PostProcess
+from salt.core.errors import SaltError
+from salt.inference.postprocess import PostProcess
 
 # auto: the weights the run's out-of-fold predictions (and so salt.tune) came from
 CHECKPOINT_KINDS = ("auto", "best", "last", "swa", "snapshots")

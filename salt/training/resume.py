@@ -8,8 +8,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from salt.checkpoints import read_checkpoint
-from salt.errors import SaltError
+from salt.core.errors import SaltError
+from salt.inference.checkpoints import read_checkpoint
 
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
 # keys that say how to run, not what to train: they may change between the run and its resume

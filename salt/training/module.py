@@ -13,11 +13,11 @@ import torch
 from pytorch_lightning.callbacks import Timer
 from torch import nn
 
-from salt.compile import CompiledOrEager, compile_options
+from salt.core.errors import NonFiniteLossError, SaltError
+from salt.core.metrics import TGSScore, TGSScoreSweep
 from salt.data.padding import crop_tile
-from salt.errors import NonFiniteLossError, SaltError
-from salt.metrics import TGSScore, TGSScoreSweep
-from salt.schedules import cosine_cycles
+from salt.training.compile import CompiledOrEager, compile_options
+from salt.training.schedules import cosine_cycles
 
 # steps before a time-budgeted schedule is planned from the measured rate
 PLAN_AFTER_STEPS = 5

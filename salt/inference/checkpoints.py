@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from torch import nn
 
-from salt.errors import SaltError
+from salt.core.errors import SaltError
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -1,4 +1,4 @@
-"""Tables for looking at data and errors, shared by `salt.plots`, `salt.report` and the notebooks.
+"""Tables for looking at data and errors, shared by `salt.analysis.plots`, `salt.report` and the notebooks.
 
 - `tile_table(tiles)`: one row per tile (coverage, coverage class, depth, blank or not).
 - `load_run(run_dir)`: a run directory in one object (config, metrics, tuned post-processing,
@@ -20,12 +20,12 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
+from salt.core.errors import DataError, SaltError
+from salt.core.metrics import sweep_thresholds, tgs_scores
 from salt.data.folds import coverage_classes
 from salt.data.io import TileSet, load_train
-from salt.ensemble import POSTPROCESS_FILE
-from salt.errors import DataError, SaltError
-from salt.metrics import sweep_thresholds, tgs_scores
-from salt.postprocess import PostProcess
+from salt.inference.postprocess import PostProcess
+from salt.inference.selection import POSTPROCESS_FILE
 
 METRICS_FILE = "metrics.json"
 HISTORY_FILES = ("csv/metrics.csv", "csv/version_0/metrics.csv")
@@ -42,7 +42,7 @@ def project_path(path) -> Path:
     path = Path(path).expanduser()
     if path.is_absolute() or path.exists():
         return path
-    from_root = Path(__file__).resolve().parent.parent / path
+    from_root = Path(__file__).resolve().parents[2] / path  # salt/analysis/oof.py -> the project root
     return from_root if from_root.exists() else path
 
 

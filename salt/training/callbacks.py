@@ -10,7 +10,7 @@ from pytorch_lightning.callbacks import Callback
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, update_bn
 
-from salt.schedules import cosine_cycles
+from salt.training.schedules import cosine_cycles
 
 # a run stopped (by its time budget) this far into its last cycle counts that cycle as ended
 CYCLE_END_TOLERANCE = 0.9

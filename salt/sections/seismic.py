@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from salt.errors import DataError
+from salt.core.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 SEGY_SUFFIXES = (".sgy", ".segy")

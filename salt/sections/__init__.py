@@ -1,0 +1,1 @@
+"""Whole seismic sections: reading them, cutting tiles and stitching predictions back."""

@@ -1,0 +1,1 @@
+"""Training: the LightningModule, losses, schedules, callbacks, resume, loggers, the launcher."""
