@@ -11,8 +11,8 @@ from omegaconf import open_dict
 
 from salt.analysis.oof import load_run
 from salt.analysis.plots import PLOTS_DIR, write_prediction_plot, write_run_plots
-from salt.plots import main
 from salt.data.io import load_train
+from salt.plots import main
 from salt.predict import predict
 from tests.conftest import compose_config, run_main
 

@@ -42,7 +42,9 @@ def project_path(path) -> Path:
     path = Path(path).expanduser()
     if path.is_absolute() or path.exists():
         return path
-    from_root = Path(__file__).resolve().parents[2] / path  # salt/analysis/oof.py -> the project root
+    from_root = (
+        Path(__file__).resolve().parents[2] / path
+    )  # salt/analysis/oof.py -> the project root
     return from_root if from_root.exists() else path
 
 
