@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tests.conftest import compose_config, run_module
+from tests.helpers.runs import compose_config, run_module
 
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
 

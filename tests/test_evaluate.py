@@ -11,7 +11,7 @@ import pytest
 
 from salt.data.rle import rle_encode
 from salt.evaluate import evaluate_submission, main
-from tests.conftest import run_module
+from tests.helpers.runs import run_module
 
 SHAPE = (101, 101)
 

@@ -12,7 +12,7 @@ from salt.data.padding import pad_tile
 from salt.data.synthetic import make_tile
 from salt.inference.checkpoints import load_net
 from salt.inference.tiles import predict_tiles
-from tests.tiny_net import write_checkpoint
+from tests.helpers.tiny_net import write_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT, load_script
+from tests.helpers.runs import REPO_ROOT, load_script
 
 gpu_bundle = load_script("gpu_bundle")
 

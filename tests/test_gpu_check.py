@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT, load_script
+from tests.helpers.runs import REPO_ROOT, load_script
 
 GPU_CHECK = REPO_ROOT / "benchmarks" / "gpu_check.py"
 TINY_BENCH = [

@@ -16,7 +16,7 @@ import pytest
 
 from salt import cli
 from salt.core.config import CONFIG_DIR
-from tests.conftest import REPO_ROOT, compose_config
+from tests.helpers.runs import REPO_ROOT, compose_config
 
 tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
 PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())

@@ -14,7 +14,7 @@ from salt.analysis.plots import PLOTS_DIR, write_prediction_plot, write_run_plot
 from salt.data.io import load_train
 from salt.plots import main
 from salt.predict import predict
-from tests.conftest import compose_config, run_main
+from tests.helpers.runs import compose_config, run_main
 
 RUN_PLOTS = ("curves.png", "thresholds.png", "overlays.png", "score_by_coverage.png")
 

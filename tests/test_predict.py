@@ -15,7 +15,7 @@ from salt.evaluate import evaluate_submission
 from salt.inference.checkpoints import load_net, read_checkpoint, tile_options
 from salt.inference.selection import resolve_checkpoints
 from salt.inference.tiles import predict_ensemble, predict_tiles
-from tests.conftest import run_module, train_smoke
+from tests.helpers.runs import run_module, train_smoke
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import pandas as pd
 
 from salt.report import main
 from salt.tune import load_out_of_fold, save_tuned, tune
-from tests.conftest import compose_config, run_main
+from tests.helpers.runs import compose_config, run_main
 
 
 def run_report(argv, capsys):

@@ -9,8 +9,8 @@ from salt.data.synthetic import make_section
 from salt.inference.tiles import predict_ensemble
 from salt.sections.seismic import read_section, scaling_for
 from salt.sections.stitch import stitch, tile_origins
-from tests.conftest import train_smoke
-from tests.tiny_net import write_checkpoint
+from tests.helpers.runs import train_smoke
+from tests.helpers.tiny_net import write_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import yaml
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from tests.conftest import compose_config, run_module
+from tests.helpers.runs import compose_config, run_module
 
 pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
 

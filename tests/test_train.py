@@ -12,7 +12,7 @@ import salt.train
 from salt.inference.checkpoints import load_net
 from salt.train import CONFIG_DIR, build_module, train
 from salt.training.module import SaltModule
-from tests.conftest import compose_config, run_module
+from tests.helpers.runs import compose_config, run_module
 
 
 def test_smoke_run_trains_validates_and_writes_its_run_directory(train_config, tmp_path):

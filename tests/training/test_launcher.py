@@ -36,7 +36,7 @@ from salt.training.launcher import (
     task_module,
     threads_per_job,
 )
-from tests.conftest import REPO_ROOT, compose_config, run_module
+from tests.helpers.runs import REPO_ROOT, compose_config, run_module
 
 EVENT = re.compile(r"\]\[HYDRA\] #(\d+) (.*?): (started|completed|failed)")
 

@@ -7,7 +7,7 @@ from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
 from salt.train import train
 from salt.training.loggers import HPARAMS_METRICS, flat_config
-from tests.conftest import compose_config
+from tests.helpers.runs import compose_config
 
 DEFAULT_LOGGERS = {"csv", "tensorboard"}
 

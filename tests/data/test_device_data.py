@@ -21,7 +21,7 @@ from salt.data import device_loader
 from salt.data.datamodule import SeededSampler, TGSDataModule, TileDataset
 from salt.data.device_augment import BatchAugment
 from salt.data.device_loader import DeviceTileLoader, tiles_to_tensor
-from tests.conftest import train_smoke
+from tests.helpers.runs import train_smoke
 
 NO_AUGMENT = dict(hflip_p=0, affine_p=0, brightness_contrast_p=0)
 

@@ -31,7 +31,7 @@ from salt.predict import save_probabilities
 from salt.train import build_module, train
 from salt.training.loggers import AppendingCSVLogger
 from salt.training.resume import trim_metrics_csv
-from tests.conftest import REPO_ROOT, compose_config, run_module
+from tests.helpers.runs import REPO_ROOT, compose_config, run_module
 
 
 # short deterministic runs: 2 epochs (smoke) of `limit` batches of 4 tiles, no out-of-fold pass

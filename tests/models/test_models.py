@@ -16,7 +16,7 @@ from salt.models import SaltNet, SeedUNet
 from salt.models.encoders import build_encoder
 from salt.train import CONFIG_DIR
 from salt.training.losses import SaltLoss
-from tests.conftest import compose_config
+from tests.helpers.runs import compose_config
 
 VARIANTS = list(
     itertools.product([True, False], repeat=4)

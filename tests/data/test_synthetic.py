@@ -5,7 +5,7 @@ import pandas as pd
 from salt.data.io import load_test, load_train
 from salt.data.rle import rle_decode
 from salt.data.synthetic import generate, make_section
-from tests.conftest import run_module
+from tests.helpers.runs import run_module
 
 
 def test_layout_formats_and_quirks(tmp_path):

@@ -1,0 +1,1 @@
+"""What the tests share: building runs and configs, a tiny net, interrupts."""
