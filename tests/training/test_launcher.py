@@ -136,7 +136,7 @@ def test_stopping_the_multirun_stops_its_jobs(synthetic_root, tmp_path, signum):
         sweep,
         "data.fold=0,1",
         "hydra.launcher.n_jobs=2",
-        "+callbacks.stop._target_=tests.interrupt.StopAt",
+        "+callbacks.stop._target_=tests.helpers.interrupt.StopAt",
         "+callbacks.stop.epoch=0",
         "+callbacks.stop.batch=0",
         "+callbacks.stop.action=sleep",

@@ -155,7 +155,7 @@ def test_crash_mid_epoch_then_resume_equals_the_uninterrupted_run(train_config, 
     straight, crashed = tmp_path / "straight", tmp_path / "crashed"
     expected, _ = train(train_config(*SHORT, output_dir=straight))
     stop = (
-        "+callbacks.stop._target_=tests.interrupt.StopAt",
+        "+callbacks.stop._target_=tests.helpers.interrupt.StopAt",
         "+callbacks.stop.epoch=1",
         "+callbacks.stop.batch=1",
     )
@@ -219,7 +219,7 @@ def test_sigkill_mid_epoch_then_resume_equals_the_uninterrupted_run(synthetic_ro
     victim = run_train(
         *common,
         f"hydra.run.dir={killed}",
-        "+callbacks.stop._target_=tests.interrupt.StopAt",
+        "+callbacks.stop._target_=tests.helpers.interrupt.StopAt",
         "+callbacks.stop.epoch=2",
         "+callbacks.stop.batch=1",
         "+callbacks.stop.action=sleep",
