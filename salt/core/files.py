@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -105,8 +105,8 @@ def write_json(path, payload: Any, sort_keys: bool = False) -> Path:
     return write_text(path, json.dumps(payload, indent=2, sort_keys=sort_keys) + "\n")
 
 
-def write_npz(path, compressed: bool = True, **arrays: np.ndarray) -> Path:
-    """Arrays in one .npz file (`np.savez_compressed`, or `np.savez` when not `compressed`)."""
+def write_npz(path, arrays: Mapping[str, np.ndarray], compressed: bool = True) -> Path:
+    """Named arrays in one .npz file (`np.savez_compressed`, or `np.savez` unless `compressed`)."""
     save = np.savez_compressed if compressed else np.savez
     with atomic_open(path, "wb") as handle:
         save(handle, **arrays)  # type: ignore[arg-type]  # mypy cannot tell it holds no allow_pickle

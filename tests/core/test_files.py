@@ -25,7 +25,7 @@ def test_helpers_write_whole_files_with_the_usual_mode(tmp_path):
     write_text(tmp_path / "a.txt", "ä\n")
     write_bytes(tmp_path / "b.bin", b"\x00\x01")
     write_json(tmp_path / "c.json", {"b": 1, "a": [1.5]}, sort_keys=True)
-    write_npz(tmp_path / "d.npz", ids=np.array(["x"]), values=np.arange(3))
+    write_npz(tmp_path / "d.npz", {"ids": np.array(["x"]), "values": np.arange(3)})
     with atomic_path(tmp_path / "e.png") as tmp:
         assert tmp.parent == tmp_path and tmp.name.endswith(".tmp.png") and tmp.is_file()
         assert cv2.imwrite(str(tmp), np.zeros((4, 4), np.uint8))
@@ -78,7 +78,7 @@ def test_a_full_disk_is_one_line_naming_the_file(tmp_path, monkeypatch):
 
 def test_a_library_failing_inside_the_block_keeps_the_old_file(tmp_path):
     target = tmp_path / "p.npz"
-    write_npz(target, probabilities=np.ones(2))
+    write_npz(target, {"probabilities": np.ones(2)})
     with pytest.raises(WriteError, match="p.npz: could not be written \\(disk quota exceeded\\)"):
         with atomic_path(target) as tmp:
             tmp.write_bytes(b"partial")
