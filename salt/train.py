@@ -23,7 +23,7 @@ from salt.analysis.plots import plot_finished_run
 from salt.core.config import CONFIG_DIR
 from salt.core.errors import NonFiniteLossError, SaltError, exit_on_salt_error, run_hydra_main
 from salt.core.metrics import sweep_thresholds, tgs_score
-from salt.core.rundir import LAST_CHECKPOINT, RunDir, metric_value
+from salt.core.rundir import RunDir, metric_value
 from salt.data.datamodule import TGSDataModule
 from salt.inference.tiles import predict_tiles
 from salt.models.checkpoints import check_weights_fit, net_weights, read_checkpoint
@@ -154,7 +154,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path and str(ckpt_path))
     except NonFiniteLossError as error:
-        last = output_dir / LAST_CHECKPOINT
+        last = run.last_checkpoint
         kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint saved"
         raise SaltError(f"{error}: training stopped; {kept}") from None
     train_seconds = time.time() - fit_started
@@ -213,8 +213,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
 @exit_on_salt_error
 def main(cfg: DictConfig) -> float | None:
     metrics, _ = train(cfg)
-    output_dir = Path(cfg.paths.output_dir)
-    return metric_value(metrics, cfg.get("optimized_metric"), RunDir(output_dir).metrics)
+    run = RunDir(cfg.paths.output_dir)  # the run's own directory on resume too
+    return metric_value(metrics, cfg.get("optimized_metric"), run.metrics)
 
 
 if __name__ == "__main__":
