@@ -74,7 +74,7 @@ submit: $(STAMP) ## submission.csv from trained runs: make submit DATA=dir RUNS=
 	$(PYTHON) -m salt.predict "runs=[$(subst $(space),$(comma),$(strip $(RUNS)))]" data.root=$(DATA) out=$(OUT) $(ARGS)
 	@if [ "$(KAGGLE_SUBMIT)" = 1 ]; then \
 		command -v kaggle >/dev/null || { echo "error: kaggle CLI not found (pip install kaggle)"; exit 1; }; \
-		message=$$($(PYTHON) -c "import sys; from salt.inference.selection import submission_message as m; print(m(sys.argv[1:]))" $(RUNS)); \
+		message=$$($(PYTHON) -c "import sys; from salt.inference.submission import submission_message as m; print(m(sys.argv[1:]))" $(RUNS)); \
 		kaggle competitions submit -c tgs-salt-identification-challenge -f $(OUT) -m "$$message"; \
 	fi
 

@@ -3,18 +3,12 @@ entry points as `python -m salt.train` etc., with one-line errors for bad overri
 shell completion works with them: `eval "$(salt-train -sc install=bash)"`.
 
 The argparse commands (`salt-export`, `salt-evaluate`, ...) point at their modules' `main`.
+`salt.core.config.HYDRA_COMMANDS` maps these scripts to their modules.
 """
 
 from __future__ import annotations
 
 from salt.core.errors import run_hydra_main
-
-# console script -> the module `python -m` runs (the parallel launcher starts jobs with it)
-HYDRA_COMMANDS = {
-    "salt-train": "salt.train",
-    "salt-predict": "salt.predict",
-    "salt-tune": "salt.tune",
-}
 
 
 def train() -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import warnings
 from pathlib import Path
 
@@ -26,8 +25,9 @@ import torch
 from torch import nn
 
 from salt.core.errors import SaltError, exit_on_salt_error
+from salt.core.files import atomic_path
+from salt.core.rundir import checkpoint_files
 from salt.data.padding import PAD_AFTER, PAD_BEFORE, PADDED, TILE
-from salt.inference.selection import resolve_checkpoints
 from salt.inference.tiles import load_model, tta_forward
 
 FORMATS = ("onnx", "pt2", "torchscript")
@@ -135,15 +135,15 @@ def export(source, out, format: str = "onnx", checkpoint: str = "best", tta: boo
             raise SaltError(
                 "ONNX export needs onnx, onnxscript and onnxruntime: pip install 'tgs-salt[export]'"
             ) from None
-    path = resolve_checkpoints([source], [checkpoint])[0]
+    path = checkpoint_files([source], [checkpoint])[0]
     net, options = load_model(path)
     model = TileProbabilities(net, tta).eval()
     metadata = contract(path, options, tta)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + (".tmp.pt2" if format == "pt2" else ".tmp"))
     check = random_tiles(3, options["channels"], seed=1)  # another batch size than the example
-    try:
+    # checked before it is renamed into place: a failed check writes nothing
+    with atomic_path(out) as tmp:
         with torch.no_grad():
             if format == "onnx":
                 export_onnx(model, random_tiles(2, options["channels"]), tmp, metadata)
@@ -161,9 +161,6 @@ def export(source, out, format: str = "onnx", checkpoint: str = "best", tta: boo
                 f"{out}: the {format} export differs from torch by {difference:.2e} "
                 f"(more than {TOLERANCE:g}); nothing written"
             )
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return difference
 
 

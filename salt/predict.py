@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -14,9 +13,10 @@ from omegaconf import DictConfig
 from salt.analysis.plots import write_prediction_plot
 from salt.core.config import CONFIG_DIR
 from salt.core.errors import SaltError, exit_on_salt_error, run_hydra_main
+from salt.core.files import write_npz
+from salt.core.rundir import RunDir, checkpoint_files
 from salt.data.io import load_test
-from salt.inference.postprocess import PostProcess
-from salt.inference.selection import oof_source, read_tuned, resolve_checkpoints, run_directory
+from salt.inference.postprocess import PostProcess, tuned_postprocess
 from salt.inference.submission import write_submission
 from salt.inference.tiles import TilePredictions, check_tta, predict_ensemble, resolve_device
 
@@ -26,7 +26,7 @@ def warn_if_tuned_on_other_weights(runs: list[str], kinds: list[str]) -> None:
     for entry in runs:
         if not Path(entry).is_dir():
             continue
-        source = oof_source(run_directory(Path(entry)))
+        source = RunDir.of(entry).oof_source()
         if set(kinds) - {"auto", source}:
             print(
                 f"warning: {entry}: post-processing was tuned on the out-of-fold predictions of "
@@ -38,7 +38,7 @@ def warn_if_tuned_on_other_weights(runs: list[str], kinds: list[str]) -> None:
 
 def postprocess_from(cfg: DictConfig, runs: list[str]) -> PostProcess:
     if cfg.postprocess == "tuned":
-        return read_tuned(Path(runs[0]))
+        return tuned_postprocess(runs[0])
     if cfg.postprocess != "fixed":
         raise SaltError(f"postprocess must be 'tuned' or 'fixed', got {cfg.postprocess!r}")
     return PostProcess(
@@ -53,24 +53,15 @@ def postprocess_from(cfg: DictConfig, runs: list[str]) -> PostProcess:
 
 def save_probabilities(path: Path, ids: list[str], predictions: TilePredictions) -> None:
     """The averaged probabilities (float16) for blending, written whole or not at all."""
-    tmp = path.with_name(path.name + ".tmp.npz")
-    extra = {} if predictions.salt is None else {"salt": predictions.salt}
-    try:
-        np.savez_compressed(
-            tmp,
-            ids=np.array(ids),
-            probabilities=predictions.masks.astype(np.float16),
-            **extra,  # type: ignore[arg-type]  # mypy cannot tell it holds no allow_pickle
-        )
-        os.replace(tmp, path)
-    except OSError as error:
-        tmp.unlink(missing_ok=True)
-        raise SaltError(f"{path}: cannot write the probabilities ({error.strerror})") from None
+    arrays = {"ids": np.array(ids), "probabilities": predictions.masks.astype(np.float16)}
+    if predictions.salt is not None:
+        arrays["salt"] = predictions.salt
+    write_npz(path, arrays)
 
 
 def predict(cfg: DictConfig) -> Path:
     runs = list(cfg.runs) if not isinstance(cfg.runs, str) else [cfg.runs]
-    checkpoints = resolve_checkpoints(runs, list(cfg.checkpoints))
+    checkpoints = checkpoint_files(runs, list(cfg.checkpoints))
     postprocess = postprocess_from(cfg, runs)
     if cfg.postprocess == "tuned":
         warn_if_tuned_on_other_weights(runs, list(cfg.checkpoints))

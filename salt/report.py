@@ -7,7 +7,6 @@ writes it as report.csv and report.md (into the first folder, or `--out`).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,9 +15,9 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from salt.analysis.oof import METRICS_FILE, read_json
 from salt.core.errors import SaltError, exit_on_salt_error
-from salt.inference.selection import POSTPROCESS_FILE
+from salt.core.files import write_text
+from salt.core.rundir import METRICS, RunDir
 
 COLUMNS = {
     "run": "run",
@@ -41,7 +40,7 @@ def find_runs(paths: Sequence[Path]) -> list[Path]:
             raise SaltError(f"{path}: no such file or directory")
         if path.is_file():
             path = path.parent
-        runs.update(found.parent for found in path.rglob(METRICS_FILE))
+        runs.update(found.parent for found in path.rglob(METRICS))
     return sorted(runs)
 
 
@@ -51,8 +50,8 @@ def run_row(run: Path, relative_to: Path | None = None) -> dict:
     The OOF score is the tuned one (postprocess.json of `python -m salt.tune`, over every run
     tuned together) when there is one, else the run's best-threshold out-of-fold score.
     """
-    metrics = read_json(run / METRICS_FILE) or {}
-    tuned = read_json(run / POSTPROCESS_FILE)
+    metrics = RunDir(run).read_metrics() or {}
+    tuned = RunDir(run).read_postprocess()
     if tuned and tuned.get("oof_score_after") is not None:
         oof_score, oof_from = tuned["oof_score_after"], "tuned"
     elif metrics.get("oof_best_score") is not None:
@@ -81,7 +80,7 @@ def report_table(paths: Sequence[Path]) -> pd.DataFrame:
     runs = find_runs(paths)
     if not runs:
         shown = ", ".join(map(str, paths))
-        raise SaltError(f"{shown}: no run directories found (no {METRICS_FILE} below)")
+        raise SaltError(f"{shown}: no run directories found (no {METRICS} below)")
     base = Path(paths[0]) if len(paths) == 1 and Path(paths[0]).is_dir() else None
     return pd.DataFrame([run_row(run, base) for run in runs], columns=list(COLUMNS))
 
@@ -120,18 +119,12 @@ def markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_report(table: pd.DataFrame, out: Path) -> tuple[Path, Path]:
     if not out.is_dir():
         raise SaltError(f"{out}: output folder does not exist")
     csv_path, md_path = out / "report.csv", out / "report.md"
-    _write_text(csv_path, table.to_csv(index=False, lineterminator="\n"))
-    _write_text(md_path, markdown(table))
+    write_text(csv_path, table.to_csv(index=False, lineterminator="\n"))
+    write_text(md_path, markdown(table))
     return csv_path, md_path
 
 

@@ -11,7 +11,7 @@ predicted salt in red, and the truth's outline in green when `--truth` is given)
 from __future__ import annotations
 
 import argparse
-import os
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +19,10 @@ import cv2
 import numpy as np
 
 from salt.core.errors import DataError, SaltError, exit_on_salt_error
-from salt.inference.selection import CHECKPOINT_KINDS, resolve_checkpoints
+from salt.core.files import atomic_path
+from salt.core.rundir import CHECKPOINT_KINDS, checkpoint_files
+from salt.data.io import write_png
+from salt.data.padding import TILE
 from salt.inference.tiles import (
     TTA_TRANSFORMS,
     check_tta,
@@ -28,7 +31,7 @@ from salt.inference.tiles import (
     resolve_device,
 )
 from salt.sections.seismic import read_section, scaling_for
-from salt.sections.stitch import stitch
+from salt.sections.stitch import check_stride, stitch
 
 SALT_COLOUR = np.array([0, 0, 255], dtype=np.float32)  # BGR red
 TRUTH_COLOUR = (0, 255, 0)
@@ -74,11 +77,6 @@ def draw_outline(overlay: np.ndarray, mask: np.ndarray, colour, thickness: int =
     cv2.drawContours(overlay, contours, -1, colour, thickness)
 
 
-def write_png(tmp: Path, image: np.ndarray) -> None:
-    if not cv2.imwrite(str(tmp), image):
-        raise SaltError(f"{tmp}: could not be written")
-
-
 def predict_section(
     input_path,
     runs,
@@ -98,15 +96,17 @@ def predict_section(
     """Write OUT_DIR/probability.npy, mask.png and overlay.png; return a summary."""
     input_path, out_dir = Path(input_path), Path(out_dir)
     tta = check_tta(tta)
-    paths = resolve_checkpoints(runs, checkpoints)
+    paths = checkpoint_files(runs, checkpoints)
     section = read_section(input_path, inline, crossline)
     truth_mask = None if truth is None else read_truth(Path(truth), section.shape)
     try:
         scaling = scaling_for(section, clip_percentile)
     except ValueError as error:
         raise SaltError(str(error)) from None
-    if not 1 <= stride <= 101:
-        raise SaltError(f"--stride must be in 1..101 so that tiles overlap or touch, got {stride}")
+    try:
+        check_stride(stride)
+    except ValueError as error:
+        raise SaltError(f"--{error}") from None
     device = resolve_device(device)
     models = [load_model(path) for path in paths]  # each checkpoint once, for every strip
 
@@ -121,11 +121,13 @@ def predict_section(
         raise SaltError(
             f"{out_dir}: cannot create the output directory ({error.strerror})"
         ) from None
-    # everything goes to temporary files first, renamed together at the end
-    names = ("probability.npy", "mask.png", "overlay.png")
-    temporary = {name: out_dir / name.replace(".", ".tmp.") for name in names}
+    # everything goes to temporary files first, renamed together at the end (none on a failure)
     height, width = section.shape
-    try:
+    with ExitStack() as files:
+        temporary = {
+            name: files.enter_context(atomic_path(out_dir / name))
+            for name in ("probability.npy", "mask.png", "overlay.png")
+        }
         outputs = SectionOutputs(
             probability=np.lib.format.open_memmap(
                 temporary["probability.npy"], mode="w+", dtype=np.float32, shape=(height, width)
@@ -149,11 +151,6 @@ def predict_section(
             draw_outline(outputs.overlay, truth_mask, TRUTH_COLOUR)
         write_png(temporary["mask.png"], outputs.mask)
         write_png(temporary["overlay.png"], outputs.overlay)
-        for name in names:
-            os.replace(temporary[name], out_dir / name)
-    finally:
-        for path in temporary.values():
-            path.unlink(missing_ok=True)
     return summary
 
 
@@ -164,7 +161,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("input", type=Path, help="2-D section: .sgy/.segy, .npy or an image")
     parser.add_argument("--runs", nargs="+", required=True, help="run directories or .ckpt files")
     parser.add_argument("--out", type=Path, required=True, help="output directory")
-    parser.add_argument("--stride", type=int, default=50, help="tile spacing in pixels (1..101)")
+    parser.add_argument(
+        "--stride", type=int, default=50, help=f"tile spacing in pixels (1..{TILE})"
+    )
     parser.add_argument("--tta", nargs="+", default=["none", "hflip"], choices=TTA_TRANSFORMS)
     parser.add_argument(
         "--checkpoints", nargs="+", default=["auto"], choices=CHECKPOINT_KINDS, metavar="KIND"

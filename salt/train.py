@@ -5,19 +5,16 @@ All folds: `python -m salt.train -m experiment=resnet34 data.fold=0,1,2,3,4`.
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any, cast
 
 import hydra
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.utilities import rank_zero_only
@@ -26,18 +23,14 @@ from salt.analysis.plots import plot_finished_run
 from salt.core.config import CONFIG_DIR
 from salt.core.errors import NonFiniteLossError, SaltError, exit_on_salt_error, run_hydra_main
 from salt.core.metrics import sweep_thresholds, tgs_score
+from salt.core.rundir import RunDir, metric_value
 from salt.data.datamodule import TGSDataModule
-from salt.inference.checkpoints import check_weights_fit, read_checkpoint
 from salt.inference.tiles import predict_tiles
+from salt.models.checkpoints import check_weights_fit, net_weights, read_checkpoint
 from salt.training.callbacks import CycleSWA
 from salt.training.loggers import log_config
-from salt.training.module import SaltModule
-from salt.training.resume import (
-    LAST_CHECKPOINT,
-    config_differences,
-    last_checkpoint,
-    trim_metrics_csv,
-)
+from salt.training.module import SaltModule, build_module
+from salt.training.resume import config_differences, last_checkpoint, trim_metrics_csv
 
 
 def _instantiate_group(group: DictConfig | None) -> list[Any]:
@@ -47,32 +40,14 @@ def _instantiate_group(group: DictConfig | None) -> list[Any]:
     return [instantiate(entry) for entry in group.values() if entry and "_target_" in entry]
 
 
-def build_module(cfg: DictConfig) -> SaltModule:
-    sched = cfg.get("sched")
-    # OmegaConf.to_container of a DictConfig is a dict
-    return SaltModule(
-        net=instantiate(cfg.model),
-        loss=instantiate(cfg.loss),
-        optimizer=instantiate(cfg.optim),
-        scheduler=instantiate(sched.scheduler) if sched else None,
-        scheduler_interval=sched.interval if sched else "epoch",
-        scheduler_monitor=sched.get("monitor", "val/score") if sched else "val/score",
-        net_config=cast(dict[str, Any], OmegaConf.to_container(cfg.model, resolve=True)),
-        tile_options={"mean": cfg.data.mean, "std": cfg.data.std, "channels": cfg.data.channels},
-        **cast(dict[str, Any], OmegaConf.to_container(cfg.get("module") or {}, resolve=True)),
-    )
+@rank_zero_only
+def write_metrics(run: RunDir, metrics: dict) -> None:
+    run.write_metrics(metrics)
 
 
 @rank_zero_only
-def write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
-@rank_zero_only
-def save_resolved_config(cfg: DictConfig, output_dir: Path) -> None:
-    OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
+def save_resolved_config(cfg: DictConfig, run: RunDir) -> None:
+    run.write_config(cfg)
 
 
 def _scalar(value) -> float | None:
@@ -91,7 +66,7 @@ def save_out_of_fold(
     module: SaltModule,
     datamodule: TGSDataModule,
     weights: dict,
-    path: Path,
+    run: RunDir,
     tta: list[str],
     device: torch.device,
     precision: str,
@@ -113,24 +88,10 @@ def save_out_of_fold(
     val_tiles = datamodule.val_tiles
     assert val_tiles is not None and val_tiles.masks is not None  # set up for fit: training tiles
     probabilities, masks = predictions.masks, val_tiles.masks
-    extra = {} if predictions.salt is None else {"salt": predictions.salt}
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(
-        tmp,
-        ids=np.array(val_tiles.ids),
-        probabilities=probabilities,
-        masks=masks,
-        **extra,  # type: ignore[arg-type]  # mypy cannot tell it holds no allow_pickle
-    )
-    os.replace(tmp, path)
+    run.write_oof(val_tiles.ids, probabilities, masks, predictions.salt)
     threshold, best, _ = sweep_thresholds(probabilities, masks)
     at_half = tgs_score(torch.from_numpy(probabilities > 0.5), torch.from_numpy(masks > 0))
     return {"oof_score": float(at_half), "oof_best_score": best, "oof_best_threshold": threshold}
-
-
-def _net_weights(checkpoint_path: Path) -> dict:
-    state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)["state_dict"]
-    return {k[len("net.") :]: v for k, v in state.items() if k.startswith("net.")}
 
 
 @rank_zero_only
@@ -161,6 +122,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     ckpt_path, start = _start_checkpoint(cfg)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    run = RunDir(output_dir)
     pl.seed_everything(cfg.seed, workers=True)
 
     # a bad model, checkpoint or data root stops the run here, before it writes anything
@@ -171,11 +133,11 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     datamodule.prepare_data()
     datamodule.setup("fit")
     if cfg.get("resume"):
-        differences = config_differences(output_dir / "config.yaml", cfg)
+        differences = config_differences(run, cfg)
         if differences:
             _warn(f"resuming with settings that differ from the run's: {', '.join(differences)}")
     else:
-        save_resolved_config(cfg, output_dir)
+        save_resolved_config(cfg, run)
     callbacks = _instantiate_group(cfg.get("callbacks"))
     loggers = _instantiate_group(cfg.get("logger"))
     # Lightning sets rank_zero_only.rank at import; the decorator's type does not declare it
@@ -192,7 +154,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path and str(ckpt_path))
     except NonFiniteLossError as error:
-        last = output_dir / LAST_CHECKPOINT
+        last = run.last_checkpoint
         kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint saved"
         raise SaltError(f"{error}: training stopped; {kept}") from None
     train_seconds = time.time() - fit_started
@@ -219,10 +181,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         metrics["swa_val_score"] = swa_metrics.get("val/score")
         metrics["swa_val_best_score"] = swa_metrics.get("val/best_score")
         metrics["swa_checkpoint"] = str(swa.path)
-        final_weights = _net_weights(swa.path)
+        final_weights = net_weights(read_checkpoint(swa.path))
         metrics["oof_source"] = "swa"
     elif checkpoint and checkpoint.best_model_path:
-        final_weights = _net_weights(Path(checkpoint.best_model_path))
+        final_weights = net_weights(read_checkpoint(checkpoint.best_model_path))
         metrics["oof_source"] = "best"
     else:
         metrics["oof_source"] = "last"
@@ -231,7 +193,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             module,
             datamodule,
             final_weights,
-            output_dir / "oof.npz",
+            run,
             list(cfg.get("oof_tta", ["none"])),
             device=trainer.strategy.root_device,
             precision=str(trainer.precision),
@@ -239,7 +201,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         assert oof_metrics is not None  # rank_zero_only's None is for the other ranks
         metrics.update(oof_metrics)
     metrics["wall_seconds"] = round(time.time() - started, 1)
-    write_json(output_dir / "metrics.json", metrics)
+    write_metrics(run, metrics)
     if trainer.is_global_zero:
         if cfg.get("plots", True):
             plot_finished_run(output_dir, datamodule.val_tiles)
@@ -251,7 +213,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
 @exit_on_salt_error
 def main(cfg: DictConfig) -> float | None:
     metrics, _ = train(cfg)
-    return metrics.get(cfg.get("optimized_metric") or "best_val_score")
+    run = RunDir(cfg.paths.output_dir)  # the run's own directory on resume too
+    return metric_value(metrics, cfg.get("optimized_metric"), run.metrics)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,6 @@ the runs have one), then hole filling.
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,30 +15,21 @@ import numpy as np
 from omegaconf import DictConfig
 
 from salt.core.config import CONFIG_DIR
-from salt.core.errors import DataError, SaltError, exit_on_salt_error, run_hydra_main
+from salt.core.errors import DataError, exit_on_salt_error, run_hydra_main
 from salt.core.metrics import sweep_thresholds, tgs_score
+from salt.core.rundir import OOF_ARRAYS, POSTPROCESS, RunDir
 from salt.inference.postprocess import PostProcess
-from salt.inference.selection import POSTPROCESS_FILE, run_directory
 
 
 def load_out_of_fold(runs: list[Path]) -> dict[str, np.ndarray]:
     """The runs' oof.npz files concatenated (e.g. the five folds of a multirun)."""
-    parts = []
-    for run in runs:
-        path = run / "oof.npz"
-        if not path.is_file():
-            raise SaltError(f"{path}: not found (train with oof=true)")
-        with np.load(path) as oof:
-            parts.append({key: oof[key] for key in oof.files})
+    parts = [RunDir(run).read_oof() for run in runs]
     with_salt = all("salt" in part for part in parts)
-    merged = {
-        key: np.concatenate([p[key] for p in parts]) for key in ("ids", "probabilities", "masks")
-    }
+    merged = {key: np.concatenate([p[key] for p in parts]) for key in OOF_ARRAYS}
     if with_salt:
         merged["salt"] = np.concatenate([p["salt"] for p in parts])
     if len(set(merged["ids"].tolist())) != len(merged["ids"]):
         raise DataError(runs[0], "the runs' out-of-fold ids overlap: pass runs of different folds")
-    merged["probabilities"] = merged["probabilities"].astype(np.float32)
     return merged
 
 
@@ -88,24 +77,21 @@ def save_tuned(
         "runs": [str(r) for r in runs],
     }
     for run in runs:
-        path = run / POSTPROCESS_FILE
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(payload, indent=2) + "\n")
-        os.replace(tmp, path)
+        RunDir(run).write_postprocess(payload)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="tune")
 @exit_on_salt_error
 def main(cfg: DictConfig) -> None:
     entries = [cfg.runs] if isinstance(cfg.runs, str) else list(cfg.runs)
-    runs = [run_directory(Path(entry)) for entry in entries]
+    runs = [RunDir.of(entry).path for entry in entries]
     oof = load_out_of_fold(runs)
     postprocess, before, after = tune(oof, cfg)
     save_tuned(runs, postprocess, before, after, len(oof["ids"]))
     print(f"{len(oof['ids'])} out-of-fold images from {len(runs)} run(s)")
     print(f"OOF score before: {before:.4f} (threshold 0.5, no post-processing)")
     print(f"OOF score after:  {after:.4f} with {postprocess}")
-    print(f"saved {POSTPROCESS_FILE} in {', '.join(map(str, runs))}")
+    print(f"saved {POSTPROCESS} in {', '.join(map(str, runs))}")
 
 
 if __name__ == "__main__":

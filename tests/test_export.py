@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from salt import export as export_cli
-from salt.data.datamodule import TileDataset
+from salt.data.dataset import TileDataset
 from salt.data.padding import pad_tile
 from salt.data.synthetic import make_tile
-from salt.inference.checkpoints import load_net
 from salt.inference.tiles import predict_tiles
+from salt.models.checkpoints import load_net
 from tests.helpers.tiny_net import write_checkpoint
 
 

@@ -96,7 +96,7 @@ def test_gpu_check_on_the_cpu_writes_every_figure_and_a_submission(synthetic_roo
     assert sorted(p.name for p in out.glob("*.log")) == [
         f"{s}.log" for s in ("bench", "environment", "install", "predict", "train", "tune")
     ]
-    assert not list(out.rglob("*.tmp"))
+    assert not list(out.rglob("*.tmp*"))
 
 
 def fake_python(tmp_path: Path) -> Path:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from salt import cli
-from salt.core.config import CONFIG_DIR
+from salt.core.config import CONFIG_DIR, HYDRA_COMMANDS
 from tests.helpers.runs import REPO_ROOT, compose_config
 
 tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
@@ -52,7 +52,7 @@ def test_every_console_script_names_a_callable():
     for name, target in scripts.items():
         module, _, function = target.partition(":")
         assert callable(getattr(importlib.import_module(module), function)), name
-    for name, module in cli.HYDRA_COMMANDS.items():
+    for name, module in HYDRA_COMMANDS.items():
         assert scripts[name] == f"salt.cli:{module.rsplit('.', 1)[1]}"
 
 

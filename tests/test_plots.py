@@ -10,7 +10,8 @@ import pytest
 from omegaconf import open_dict
 
 from salt.analysis.oof import load_run
-from salt.analysis.plots import PLOTS_DIR, write_prediction_plot, write_run_plots
+from salt.analysis.plots import write_prediction_plot, write_run_plots
+from salt.core.rundir import PLOTS
 from salt.data.io import load_train
 from salt.plots import main
 from salt.predict import predict
@@ -44,7 +45,7 @@ def tinted_pixels(image, channel):
 
 
 def test_training_writes_every_plot(smoke_run):
-    plots = smoke_run / PLOTS_DIR
+    plots = smoke_run / PLOTS
     assert sorted(p.name for p in plots.iterdir()) == sorted(RUN_PLOTS)
     for name in RUN_PLOTS:
         assert_nontrivial_png(plots / name)
@@ -60,12 +61,12 @@ def run_cli(argv, capsys) -> tuple[int, str, str]:
 
 def test_plots_cli_redraws_a_run_directory(smoke_run, tmp_path, capsys):
     run = tmp_path / "copy"
-    shutil.copytree(smoke_run, run, ignore=shutil.ignore_patterns("checkpoints", PLOTS_DIR))
+    shutil.copytree(smoke_run, run, ignore=shutil.ignore_patterns("checkpoints", PLOTS))
     status, out, err = run_cli([run], capsys)
     assert status == 0, err
     written = out.split()
-    assert sorted(written) == sorted(str(run / PLOTS_DIR / name) for name in RUN_PLOTS)
-    before, after = read_png(smoke_run / PLOTS_DIR / "overlays.png"), read_png(written[-1])
+    assert sorted(written) == sorted(str(run / PLOTS / name) for name in RUN_PLOTS)
+    before, after = read_png(smoke_run / PLOTS / "overlays.png"), read_png(written[-1])
     assert before.shape == after.shape  # same figure from the files as from memory
 
 
@@ -83,7 +84,7 @@ def test_plots_cli_rejects_a_folder_that_is_no_run(tmp_path, capsys):
     assert err.strip().splitlines()[-1] == (
         f"error: {tmp_path}: not a run directory (no csv/metrics.csv and no oof.npz)"
     )
-    assert not (tmp_path / PLOTS_DIR).exists()
+    assert not (tmp_path / PLOTS).exists()
 
 
 def test_curves_read_every_epoch_of_the_csv_log(smoke_run):
@@ -131,7 +132,7 @@ def test_prediction_grid_shows_empty_and_full_masks(synthetic_root, tmp_path):
 @pytest.mark.parametrize("bad", ["missing", "corrupt"])
 def test_unreadable_run_files_are_one_line_errors(smoke_run, tmp_path, bad, capsys):
     run = tmp_path / "run"
-    shutil.copytree(smoke_run, run, ignore=shutil.ignore_patterns("checkpoints", PLOTS_DIR))
+    shutil.copytree(smoke_run, run, ignore=shutil.ignore_patterns("checkpoints", PLOTS))
     if bad == "missing":
         (run / "config.yaml").write_text("data:\n  root: /nonexistent/data\n")
         expected = "error: /nonexistent/data: data root not found"
@@ -141,4 +142,4 @@ def test_unreadable_run_files_are_one_line_errors(smoke_run, tmp_path, bad, caps
     status, _, err = run_cli([run], capsys)
     assert status == 1
     assert err.strip().splitlines()[-1].startswith(expected)
-    assert not (run / PLOTS_DIR).exists()  # nothing drawn before the error
+    assert not (run / PLOTS).exists()  # nothing drawn before the error

@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 import torch
 
-from salt.data.datamodule import TileDataset
+from salt.core.rundir import checkpoint_files
+from salt.data.dataset import TileDataset
 from salt.data.io import load_train
 from salt.evaluate import evaluate_submission
-from salt.inference.checkpoints import load_net, read_checkpoint, tile_options
-from salt.inference.selection import resolve_checkpoints
 from salt.inference.tiles import predict_ensemble, predict_tiles
+from salt.models.checkpoints import load_net, read_checkpoint, tile_options
 from tests.helpers.runs import run_module, train_smoke
 
 
@@ -144,7 +144,7 @@ def test_predict_uses_the_weights_tuning_saw_and_warns_about_others(
         "trainer.max_epochs=3",
     )
     assert metrics["oof_source"] == "swa"
-    assert resolve_checkpoints([run]) == [run / "checkpoints" / "swa.ckpt"]
+    assert checkpoint_files([run]) == [run / "checkpoints" / "swa.ckpt"]
     assert run_module("salt.tune", f"runs=[{run}]").returncode == 0
     tuned = json.loads((run / "postprocess.json").read_text())
     oof = np.load(run / "oof.npz")

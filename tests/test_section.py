@@ -76,8 +76,8 @@ def test_every_pixel_covered_and_put_back_in_place(shape, stride):
 
 
 def test_blending_hides_tiles_that_disagree():
-    # every tile predicts its own constant: a flat average (or a window with a floor) shows
-    # steps at the tile borders, the Hann window does not
+    # every tile predicts its own constant: the Hann window blends them without steps at the
+    # tile borders
     image = np.zeros((400, 600), np.uint8)
     rng = np.random.default_rng(0)
 
@@ -85,11 +85,8 @@ def test_blending_hides_tiles_that_disagree():
         return np.broadcast_to(rng.random((len(tiles), 1, 1)), tiles.shape).astype(np.float32)
 
     for stride in (37, 50, 80):
-        _, flat = stitch_all(image, disagreeing, stride=stride, floor=1.0)
-        _, floored = stitch_all(image, disagreeing, stride=stride, floor=0.05)
         _, smooth = stitch_all(image, disagreeing, stride=stride)
-        assert np.abs(np.diff(flat, axis=0)).max() > 0.01  # the tiles do disagree
-        assert border_ratio(floored, stride) > 2
+        assert np.ptp(smooth) > 0.1  # the tiles do disagree
         assert border_ratio(smooth, stride) <= 1.5
 
 

@@ -9,9 +9,10 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 import salt.train
-from salt.inference.checkpoints import load_net
-from salt.train import CONFIG_DIR, build_module, train
-from salt.training.module import SaltModule
+from salt.core.config import CONFIG_DIR
+from salt.models.checkpoints import load_net
+from salt.train import train
+from salt.training.module import SaltModule, build_module
 from tests.helpers.runs import compose_config, run_module
 
 

@@ -11,24 +11,19 @@ Every problem with a run directory or its data is a `SaltError` naming the file.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from omegaconf import OmegaConf
 
 from salt.core.errors import DataError, SaltError
 from salt.core.metrics import sweep_thresholds, tgs_scores
+from salt.core.rundir import RunDir
 from salt.data.folds import coverage_classes
 from salt.data.io import TileSet, load_train
 from salt.inference.postprocess import PostProcess
-from salt.inference.selection import POSTPROCESS_FILE
-
-METRICS_FILE = "metrics.json"
-HISTORY_FILES = ("csv/metrics.csv", "csv/version_0/metrics.csv")
 
 COVERAGE_LABELS = ["empty"] + [f"{10 * (k - 1)}-{10 * k}%" for k in range(1, 11)]
 
@@ -46,11 +41,6 @@ def project_path(path) -> Path:
         Path(__file__).resolve().parents[2] / path
     )  # salt/analysis/oof.py -> the project root
     return from_root if from_root.exists() else path
-
-
-def coverage_label(coverage_class: int) -> str:
-    """'empty' for class 0, '0-10%' ... '90-100%' for the coverage deciles 1..10."""
-    return COVERAGE_LABELS[int(coverage_class)]
 
 
 def tile_table(tiles: TileSet) -> pd.DataFrame:
@@ -88,26 +78,6 @@ def read_history(path) -> pd.DataFrame:
     return history
 
 
-def find_history(run_dir) -> Path | None:
-    """The CSV logger's metrics.csv in a run directory, or None (CSV logger disabled)."""
-    run_dir = Path(run_dir)
-    for name in HISTORY_FILES:
-        if (run_dir / name).is_file():
-            return run_dir / name
-    found = sorted(run_dir.glob("csv/**/metrics.csv"))
-    return found[-1] if found else None
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    """A JSON file as a dict, None when it does not exist; bad JSON is a DataError."""
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except ValueError as error:
-        raise DataError(path, f"not valid JSON ({error})") from None
-
-
 @dataclass
 class Run:
     """What a training run left in its directory; missing pieces are None."""
@@ -118,6 +88,11 @@ class Run:
     postprocess: dict[str, Any] | None = None
     history: pd.DataFrame | None = None
     oof: dict[str, np.ndarray] | None = field(default=None, repr=False)
+
+    @property
+    def files(self) -> RunDir:
+        """The run directory's files by name."""
+        return RunDir(self.path)
 
     @property
     def name(self) -> str:
@@ -131,8 +106,9 @@ class Run:
     def oof_postprocess(self) -> tuple[PostProcess, str]:
         """How to binarise the out-of-fold probabilities, and where that choice comes from:
         the tuned post-processing (postprocess.json), else the best validation threshold."""
-        if self.postprocess and "postprocess" in self.postprocess:
-            return PostProcess(**self.postprocess["postprocess"]), "tuned (postprocess.json)"
+        if self.postprocess:
+            tuned = PostProcess.from_tuned(self.postprocess, self.files.postprocess)
+            return tuned, "tuned (postprocess.json)"
         if self.oof is None:
             return PostProcess(), "threshold 0.5"
         threshold, _, _ = sweep_thresholds(self.oof["probabilities"], self.oof["masks"])
@@ -158,7 +134,7 @@ def oof_tiles(run: Run, tiles: TileSet | None = None, root=None) -> TileSet:
     (e.g. the validation tiles still in memory after training), else read from `root` or the
     run's data root."""
     if run.oof is None:
-        raise SaltError(f"{run.path / 'oof.npz'}: not found (train with oof=true)")
+        raise SaltError(f"{run.files.oof}: not found (train with oof=true)")
     ids = [str(i) for i in run.oof["ids"]]
     if tiles is not None:
         if list(tiles.ids) == ids:
@@ -168,7 +144,7 @@ def oof_tiles(run: Run, tiles: TileSet | None = None, root=None) -> TileSet:
             return tiles.subset([position[i] for i in ids])
     root = root or run.data_root()
     if root is None:
-        raise SaltError(f"{run.path / 'config.yaml'}: names no data.root (pass the data root)")
+        raise SaltError(f"{run.files.config}: names no data.root (pass the data root)")
     return training_tiles(project_path(root), ids)
 
 
@@ -181,33 +157,17 @@ def depths_of(tiles: TileSet) -> dict[str, float] | None:
 
 def load_run(run_dir) -> Run:
     """Read a run directory (as `python -m salt.train` writes it)."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise SaltError(f"{run_dir}: no such run directory")
-    config: dict[str, Any] | None = None
-    if (run_dir / "config.yaml").is_file():
-        loaded = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"))
-        config = {str(k): v for k, v in loaded.items()} if isinstance(loaded, dict) else None
-    history_path = find_history(run_dir)
-    oof = None
-    if (run_dir / "oof.npz").is_file():
-        try:
-            with np.load(run_dir / "oof.npz") as data:
-                oof = {key: data[key] for key in data.files}
-        except (OSError, ValueError) as error:
-            raise DataError(run_dir / "oof.npz", f"not a readable .npz ({error})") from None
-        missing = [k for k in ("ids", "probabilities", "masks") if k not in oof]
-        if missing:
-            raise DataError(run_dir / "oof.npz", f"missing array(s) {', '.join(missing)}")
-        oof["probabilities"] = oof["probabilities"].astype(np.float32)
-        oof["ids"] = np.asarray(oof["ids"]).astype(str)
+    run = RunDir(run_dir)
+    if not run.path.is_dir():
+        raise SaltError(f"{run.path}: no such run directory")
+    history_path = run.history()
     return Run(
-        path=run_dir,
-        metrics=read_json(run_dir / METRICS_FILE),
-        config=config,
-        postprocess=read_json(run_dir / POSTPROCESS_FILE),
+        path=run.path,
+        metrics=run.read_metrics(),
+        config=run.read_config(),
+        postprocess=run.read_postprocess(),
         history=None if history_path is None else read_history(history_path),
-        oof=oof,
+        oof=run.read_oof() if run.oof.is_file() else None,
     )
 
 
@@ -253,7 +213,7 @@ def oof_table(
 def run_oof_table(run: Run, depths: dict[str, float] | None = None) -> pd.DataFrame:
     """`oof_table` of a run's out-of-fold predictions, post-processed as `run.oof_postprocess()`."""
     if run.oof is None:
-        raise SaltError(f"{run.path / 'oof.npz'}: not found (train with oof=true)")
+        raise SaltError(f"{run.files.oof}: not found (train with oof=true)")
     postprocess, _ = run.oof_postprocess()
     predictions = postprocess(run.oof["probabilities"], run.oof.get("salt"))
     return oof_table(

@@ -7,7 +7,7 @@ Every training run writes RUN_DIR/plots/ (`plots: true` in conf/train.yaml):
     overlays.png           the best and the worst validation images: image, truth, prediction
     score_by_coverage.png  out-of-fold score per coverage class
 
-`python -m salt.analysis.plots RUN_DIR [...]` draws them again from a run directory. `salt.predict`
+`python -m salt.plots RUN_DIR [...]` draws them again from a run directory. `salt.predict`
 writes `<out>.overlays.png`, a grid of test predictions, beside the submission. The figure
 functions return `matplotlib.figure.Figure` objects, which notebooks display as they are.
 """
@@ -15,7 +15,6 @@ functions return `matplotlib.figure.Figure` objects, which notebooks display as 
 from __future__ import annotations
 
 import io
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,12 +38,13 @@ from salt.analysis.oof import (
     score_by,
 )
 from salt.core.errors import SaltError
+from salt.core.files import atomic_path
 from salt.core.metrics import DEFAULT_SWEEP_THRESHOLDS, sweep_thresholds
+from salt.core.rundir import RunDir
 from salt.data.io import TileSet
 
 DPI = 80
 PALETTE_COLORS = 96  # enough for gray tiles with two tints; keeps the demo overlays near 140 KB
-PLOTS_DIR = "plots"
 TRUTH_COLOR = (0.1, 0.85, 0.25)
 PREDICTION_COLOR = (1.0, 0.25, 0.1)
 # A wider range than training's sweep (0.30..0.70), to show the shape of the curve.
@@ -70,9 +70,8 @@ def save_figure(figure: Figure, path, dpi: int = DPI) -> Path:
         palette = image.convert("RGB").quantize(
             colors=PALETTE_COLORS, method=Image.Quantize.MEDIANCUT
         )
-    tmp = path.with_name(path.stem + ".tmp.png")
-    palette.save(tmp, format="png", optimize=True)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        palette.save(tmp, format="png", optimize=True)
     return path
 
 
@@ -319,7 +318,7 @@ def write_run_plots(run_dir, tiles: TileSet | None = None, data_root=None) -> li
     run = load_run(run_dir)
     if run.history is None and run.oof is None:
         raise SaltError(f"{run.path}: not a run directory (no csv/metrics.csv and no oof.npz)")
-    out = run.path / PLOTS_DIR
+    out = run.files.plots
     written = []
     # read first: bad data stops before any drawing
     validation = None if run.oof is None else oof_tiles(run, tiles, data_root)
@@ -358,7 +357,7 @@ def plot_finished_run(run_dir, tiles: TileSet | None = None) -> list[Path]:
     except Exception as error:  # the run's results are already saved
         print(f"warning: plots not written: {error}", file=sys.stderr)
         return []
-    print(f"plots: {Path(run_dir) / PLOTS_DIR} ({len(written)} files)")
+    print(f"plots: {RunDir(run_dir).plots} ({len(written)} files)")
     return written
 
 

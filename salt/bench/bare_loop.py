@@ -12,7 +12,6 @@ training seconds and images/s).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -23,7 +22,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from salt.data.datamodule import TileDataset
+from salt.core.rundir import RunDir
+from salt.data.dataset import TileDataset
 from salt.data.folds import make_folds
 from salt.data.io import load_train
 from salt.inference.tiles import predict_tiles
@@ -97,13 +97,9 @@ def main(argv: list[str] | None = None) -> None:
     val_set = TileDataset(val_tiles.images, val_tiles.masks, mean=MEAN, std=STD)
     probabilities = predict_tiles(MaskOutput(net), val_set, tta=["none", "hflip"]).masks
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(
-        args.out_dir / "oof.npz",
-        ids=np.array(val_tiles.ids),
-        probabilities=probabilities,
-        masks=val_tiles.masks,
-    )
-    (args.out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    run = RunDir(args.out_dir)  # what bench.quality reads of a salt.train run
+    run.write_oof(val_tiles.ids, probabilities, val_tiles.masks)
+    run.write_metrics(metrics)
 
 
 if __name__ == "__main__":

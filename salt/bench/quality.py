@@ -18,7 +18,6 @@ OUT/results.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import subprocess
@@ -28,11 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-import numpy as np
 from omegaconf import OmegaConf
 
 from salt.core.config import CONFIG_DIR
+from salt.core.files import write_json
 from salt.core.metrics import tgs_score
+from salt.core.rundir import RunDir
 from salt.tune import tune
 
 DEFAULT_ARMS = ["bare", "cpu=experiment=cpu"]
@@ -116,10 +116,9 @@ def run_arms(arms: list[Arm], cores: list[int], data_root: Path, out: Path, minu
 
 
 def score_arm(arm: Arm, run_dir: Path, tune_cfg) -> dict:
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    with np.load(run_dir / "oof.npz") as oof:
-        out_of_fold = {key: oof[key] for key in oof.files}
-    out_of_fold["probabilities"] = out_of_fold["probabilities"].astype(np.float32)
+    run = RunDir(run_dir)
+    metrics = run.read_metrics() or {}
+    out_of_fold = run.read_oof()
     at_half = float(tgs_score(out_of_fold["probabilities"] > 0.5, out_of_fold["masks"]))
     postprocess, _, tuned = tune(out_of_fold, tune_cfg)
     if arm.bare:
@@ -127,7 +126,7 @@ def score_arm(arm: Arm, run_dir: Path, tune_cfg) -> dict:
     else:
         epochs = metrics["steps"] / metrics["train_batches_per_epoch"]
         rate = metrics["steps"] * metrics["batch_size"] / metrics["train_seconds"]
-        source = metrics.get("oof_source")
+        source = run.oof_source()
     return {
         "arm": arm.name,
         "overrides": arm.overrides,
@@ -183,7 +182,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = [score_arm(arm, out / arm.name, tune_cfg) for arm in arms]
     print_table(rows, args.minutes, args.fold)
     payload = {"minutes": args.minutes, "fold": args.fold, "data_root": str(args.data_root)}
-    (out / "results.json").write_text(json.dumps({**payload, "arms": rows}, indent=2) + "\n")
+    write_json(out / "results.json", {**payload, "arms": rows})
     print(f"wrote {out / 'results.json'}")
 
 

@@ -86,3 +86,11 @@ def optimizer_step_counters(optimizers: Iterable[torch.optim.Optimizer]) -> list
         for state in optimizer.state.values()
         if isinstance(state.get("step"), torch.Tensor)
     ]
+
+
+def synchronize(device: str | torch.device) -> None:
+    """Wait until `device` has finished the work queued on it (for a timer that reads the clock:
+    CUDA runs asynchronously); nothing to wait for on a CPU."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -27,8 +27,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import json
-import os
 import platform
 import statistics
 import tempfile
@@ -46,13 +44,14 @@ from omegaconf import open_dict
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from salt.bench.syncs import HostSyncCounter, optimizer_step_counters
+from salt.bench.syncs import HostSyncCounter, optimizer_step_counters, synchronize
 from salt.core.config import CONFIG_DIR
-from salt.data.datamodule import TileDataset
+from salt.core.files import write_json
+from salt.data.dataset import TileDataset
 from salt.data.io import load_train
 from salt.data.padding import PADDED
 from salt.inference.tiles import autocast_for, predict_tiles
-from salt.train import build_module
+from salt.training.module import build_module
 
 WARMUP_BATCHES = 3
 
@@ -71,19 +70,14 @@ class _Timer(pl.Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if batch_idx == WARMUP_BATCHES:
-            self._sync(pl_module.device)
+            synchronize(pl_module.device)
             now = time.perf_counter()
             self.warmup_seconds = now - self.started
             self.started = now
 
     def on_train_epoch_end(self, trainer, pl_module):
-        self._sync(pl_module.device)
+        synchronize(pl_module.device)
         self.seconds = time.perf_counter() - self.started
-
-    @staticmethod
-    def _sync(device):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
 
 
 def load_config(data_root: Path, experiment: str, overrides: list[str]):
@@ -126,7 +120,7 @@ def bare_loop(module, batches, device, precision: str, syncs: HostSyncCounter | 
     counting = syncs or contextlib.nullcontext()
     for index, (images, masks) in enumerate(batches):
         if index == WARMUP_BATCHES:
-            _Timer._sync(torch.device(device))
+            synchronize(device)
             started = time.perf_counter()
             if syncs:
                 syncs.ignore(optimizer_step_counters([optimizer]))
@@ -139,7 +133,7 @@ def bare_loop(module, batches, device, precision: str, syncs: HostSyncCounter | 
         loss.backward()
         optimizer.step()
     counting.__exit__(None, None, None)
-    _Timer._sync(torch.device(device))
+    synchronize(device)
     return time.perf_counter() - started
 
 
@@ -249,11 +243,11 @@ def matmul_tflops(device: str, size: int = 2048, repeats: int = 10) -> float:
     a = torch.randn(size, size, device=device)
     b = torch.randn(size, size, device=device)
     a @ b
-    _Timer._sync(torch.device(device))
+    synchronize(device)
     started = time.perf_counter()
     for _ in range(repeats):
         a @ b
-    _Timer._sync(torch.device(device))
+    synchronize(device)
     return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e12
 
 
@@ -268,14 +262,14 @@ def bare_predict(net: nn.Module, batches: list[torch.Tensor], device, precision)
             images = images.to(device, non_blocking=True)
             torch.sigmoid(net(images)["mask"]).cpu()
             torch.sigmoid(net(images.flip(-1))["mask"]).cpu()
-    _Timer._sync(torch.device(device))
+    synchronize(device)
     return time.perf_counter() - started
 
 
 def salt_predict(net: nn.Module, dataset, batch_size: int, device, precision) -> float:
     started = time.perf_counter()
     predict_tiles(net, dataset, batch_size, device, tta=["none", "hflip"], precision=precision)
-    _Timer._sync(torch.device(device))
+    synchronize(device)
     return time.perf_counter() - started
 
 
@@ -311,7 +305,7 @@ def time_epoch(loader, warmup_batches: int = 1, device=None) -> float:
 
     def sync():
         if device is not None:
-            _Timer._sync(device)
+            synchronize(device)
 
     def move(batch):
         return batch if device is None else [t.to(device, non_blocking=True) for t in batch]
@@ -400,13 +394,6 @@ def figures(args, cfg, rates, warmups, syncs, data, flops, measured_peak, precis
         "rows": rows,
         "data_images_per_s": data,
     }
-
-
-def write_json(path: Path, payload: dict) -> None:
-    """Written whole or not at all: a temporary file beside it, then a rename."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,4 +1,5 @@
-"""Where salt's Hydra configs are, for every entry point (train, predict, tune, bench, tests).
+"""Where salt's Hydra configs are, for every entry point (train, predict, tune, bench, tests),
+and which commands are Hydra's.
 
 The configs live in `conf/` at the top of the repository; a wheel carries them inside the
 package as `salt/conf/` (pyproject maps the `salt.conf` package onto `conf/`). So an installed
@@ -32,6 +33,14 @@ def config_dir() -> Path:
 
 
 CONFIG_DIR = str(config_dir())
+
+# console script -> the module `python -m` runs, of the commands configured here (salt.cli makes
+# the scripts; the parallel launcher starts each job with `python -m MODULE`)
+HYDRA_COMMANDS = {
+    "salt-train": "salt.train",
+    "salt-predict": "salt.predict",
+    "salt-tune": "salt.tune",
+}
 
 
 def _first_set(value, default):

@@ -49,6 +49,12 @@ def exit_on_salt_error(main: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+class WriteError(SaltError, OSError):
+    """A file that could not be written (a full disk, a read-only folder): one line naming it.
+
+    An OSError too, so code that handles failed writes as OSError keeps working."""
+
+
 class NonFiniteLossError(SaltError):
     """The training loss became NaN or infinite: training stops before the weights are touched."""
 

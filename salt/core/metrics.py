@@ -29,7 +29,6 @@ from torch import Tensor
 
 # IoU thresholds in twentieths: t = step / 20 for step in 10..19, i.e. 0.50, 0.55, ..., 0.95.
 IOU_THRESHOLD_STEPS = torch.arange(10, 20)
-IOU_THRESHOLDS = IOU_THRESHOLD_STEPS.double() / 20
 
 DEFAULT_SWEEP_THRESHOLDS = torch.arange(15, 36) / 50  # probability thresholds 0.30, 0.32, ..., 0.70
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,11 +12,11 @@ import torch
 from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, SequentialSampler
 
+from salt.data.dataset import TileDataset
 from salt.data.device_augment import BatchAugment
 from salt.data.device_loader import DeviceTileLoader, tiles_to_tensor
 from salt.data.folds import load_or_make_folds, make_folds
-from salt.data.io import TileSet, load_test, load_train
-from salt.data.padding import pad_tile
+from salt.data.io import TileSet, load_train
 
 
 def augmentation_seed(seed: int, epoch: int, index: int) -> int:
@@ -41,60 +40,6 @@ class SeededSampler(DistributedSampler):
     def __iter__(self):
         for index in super().__iter__():
             yield index, augmentation_seed(self.seed, self.epoch, index)
-
-
-def _seed_transform(transform: Callable, seed: int) -> None:
-    if hasattr(transform, "set_random_seed"):  # albumentations >= 2 keeps its own generators
-        transform.set_random_seed(seed)
-    else:  # older albumentations draw from the global generators
-        random.seed(seed)
-        np.random.seed(seed)
-
-
-class TileDataset(Dataset):
-    """(image, mask) pairs of float32 tensors shaped (C, 128, 128) and (1, 128, 128).
-
-    Tiles are padded once up front; `transform` is an albumentations pipeline applied to the
-    padded uint8 image and mask. Without masks (test tiles) items are 1-tuples `(image,)`. An item
-    is asked for by index, or by `(index, seed)` (from `SeededSampler`) to seed its augmentation.
-    """
-
-    def __init__(
-        self,
-        images: np.ndarray,
-        masks: np.ndarray | None = None,
-        transform: Callable | None = None,
-        mean: float = 0.5,
-        std: float = 0.25,
-        channels: int = 1,
-    ):
-        self.images = np.stack([pad_tile(image) for image in images]) if len(images) else images
-        self.masks = None if masks is None else np.stack([pad_tile(mask) for mask in masks])
-        self.transform = transform
-        self.mean, self.std, self.channels = mean, std, channels
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, key: int | tuple[int, int]):
-        index, seed = key if isinstance(key, tuple) else (key, None)
-        image = self.images[index]
-        mask = None if self.masks is None else self.masks[index]
-        if self.transform is not None:
-            if seed is not None:
-                _seed_transform(self.transform, seed)
-            augmented = self.transform(image=image, mask=image if mask is None else mask)
-            image, mask = augmented["image"], (None if mask is None else augmented["mask"])
-        image_tensor = self.to_tensor(image)
-        if mask is None:
-            return (image_tensor,)
-        return image_tensor, torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None]
-
-    def to_tensor(self, image: np.ndarray) -> torch.Tensor:
-        scaled = (
-            torch.from_numpy(np.ascontiguousarray(image)).float() / 255 - self.mean
-        ) / self.std
-        return scaled[None].expand(self.channels, -1, -1).contiguous()
 
 
 class TGSDataModule(pl.LightningDataModule):
@@ -258,6 +203,3 @@ class TGSDataModule(pl.LightningDataModule):
         return DataLoader(
             self.val_set, batch_size=self.val_batch_size, sampler=sampler, **self._loader_options()
         )
-
-    def test_tiles(self) -> TileSet:
-        return load_test(self.root)

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from salt.core.errors import DataError
+from salt.core.files import write_text
 
 FOLD_COLUMNS = ("id", "fold", "coverage", "coverage_class")
 
@@ -64,7 +65,5 @@ def load_or_make_folds(
         return folds.set_index("id").loc[ids].reset_index()
     folds = make_folds(ids, masks, n_folds, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".csv.tmp")
-    folds.to_csv(tmp, index=False, lineterminator="\n")
-    tmp.replace(path)
+    write_text(path, folds.to_csv(index=False, lineterminator="\n"))
     return folds

@@ -12,6 +12,7 @@ Every problem is a `DataError` naming the file and what is wrong with it.
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,8 @@ import numpy as np
 import pandas as pd
 
 from salt.core.errors import DataError
-from salt.data.rle import TILE_SHAPE, rle_decode
+from salt.data.padding import TILE, TILE_SHAPE
+from salt.data.rle import rle_decode
 
 MASK_FOREGROUND_VALUES = (1, 255, 65535)
 
@@ -68,12 +70,14 @@ def _read_png(path: Path) -> np.ndarray:
         else:
             array = cv2.cvtColor(array, cv2.COLOR_BGR2GRAY)
     if array.shape != TILE_SHAPE:
-        raise DataError(path, f"expected a 101x101 tile, got {array.shape[1]}x{array.shape[0]}")
+        raise DataError(
+            path, f"expected a {TILE}x{TILE} tile, got {array.shape[1]}x{array.shape[0]}"
+        )
     return array
 
 
-def read_image(path) -> np.ndarray:
-    """A 101x101 uint8 grayscale tile."""
+def read_tile_image(path) -> np.ndarray:
+    """A 101x101 uint8 grayscale tile (16-bit images reduced to 8 bits)."""
     array = _read_png(Path(path))
     if array.dtype == np.uint16:
         array = (array >> 8).astype(np.uint8)
@@ -140,7 +144,7 @@ def _read_images(folder: Path, ids: list[str], listed_in: Path) -> np.ndarray:
         path = folder / f"{tile_id}.png"
         if not path.is_file():
             raise DataError(listed_in, f"id {tile_id!r} has no image {path}")
-        images[i] = read_image(path)
+        images[i] = read_tile_image(path)
     return images
 
 
@@ -199,3 +203,9 @@ def load_test(root) -> TileSet:
         raise DataError(csv_path, "lists no ids")
     images = _read_images(folder, ids, csv_path)
     return TileSet(ids=ids, images=images, depths=_depth_column(root, ids))
+
+
+def write_png(path, array: np.ndarray) -> None:
+    """cv2.imwrite of a PNG (8- or 16-bit, gray or BGR) that raises where OpenCV returns False."""
+    if not cv2.imwrite(str(path), array):
+        raise OSError(errno.EIO, "OpenCV could not write the image", str(path))

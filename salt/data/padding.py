@@ -5,8 +5,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-TILE = 101
-PADDED = 128
+TILE = 101  # the competition's tiles are TILE x TILE
+TILE_SHAPE = (TILE, TILE)
+PADDED = 128  # the network input
 PAD_BEFORE = 13
 PAD_AFTER = PADDED - TILE - PAD_BEFORE  # 14
 

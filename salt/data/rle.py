@@ -9,8 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from salt.core.errors import DataError
-
-TILE_SHAPE = (101, 101)
+from salt.data.padding import TILE_SHAPE
 
 
 def rle_encode(mask: np.ndarray) -> str:

@@ -17,15 +17,16 @@ same rendered as 8-bit grayscale like the tiles) and its truth `section_mask.png
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from salt.core.files import atomic_path, write_text
+from salt.data.io import write_png
+from salt.data.padding import TILE
 from salt.data.rle import rle_encode
 
-TILE = 101
 EMPTY_FRACTION = 0.39
 BLANK_FRACTION = 0.015
 
@@ -159,20 +160,9 @@ def unique_ids(rng: np.random.Generator, count: int) -> list[str]:
     return ids
 
 
-def write_png(path: Path, array: np.ndarray) -> None:
-    if not cv2.imwrite(str(path), array):
-        raise OSError(f"{path}: could not be written")
-
-
 def write_mask(path: Path, mask: np.ndarray) -> None:
     # as in the competition data: 16-bit 0/65535, but 8-bit when empty
     write_png(path, mask.astype(np.uint16) * 65535 if mask.any() else mask.astype(np.uint8))
-
-
-def write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def generate(out_dir, n_train: int = 400, n_test: int = 100, seed: int = 0) -> Path:
@@ -223,9 +213,8 @@ def write_section(out: Path, height: int, width: int, seed: int) -> None:
     out.mkdir(parents=True, exist_ok=True)
     amplitude, mask = make_section(height, width, seed=seed, amplitudes=True)
     image, _ = make_section(height, width, seed=seed)
-    tmp = out / "section.tmp.npy"
-    np.save(tmp, amplitude)
-    os.replace(tmp, out / "section.npy")
+    with atomic_path(out / "section.npy") as tmp:
+        np.save(tmp, amplitude)
     write_png(out / "section.png", image)
     write_png(out / "section_mask.png", mask * 255)
 

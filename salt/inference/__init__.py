@@ -1,1 +1,1 @@
-"""Inference: checkpoints by kind, tiles in and probabilities out (TTA, ensembles), post-processing, submissions."""
+"""Inference without Lightning: tiles in and probabilities out (TTA, ensembles), post-processing, submissions."""

@@ -1,11 +1,16 @@
-"""From probabilities to masks: threshold, small-component removal, hole filling, empty gating."""
+"""From probabilities to masks: threshold, small-component removal, hole filling, empty gating;
+and the post-processing `salt.tune` saved in a run directory."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 import cv2
 import numpy as np
+
+from salt.core.errors import SaltError
+from salt.core.rundir import RunDir
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,14 @@ class PostProcess:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_tuned(cls, tuned: Mapping, source) -> PostProcess:
+        """The post-processing of a `salt.tune` result (what postprocess.json holds)."""
+        try:
+            return cls(**tuned["postprocess"])
+        except (ValueError, KeyError, TypeError) as error:
+            raise SaltError(f"{source}: not a salt.tune result ({error})") from None
+
     def __call__(
         self, probabilities: np.ndarray, salt_probabilities: np.ndarray | None = None
     ) -> np.ndarray:
@@ -45,6 +58,18 @@ class PostProcess:
                 raise ValueError("gate='classifier' needs a model with a classifier head")
             masks[np.asarray(salt_probabilities) < self.salt_threshold] = 0
         return masks
+
+
+def tuned_postprocess(entry) -> PostProcess:
+    """The post-processing `salt.tune` saved in a run directory (or in the run of a checkpoint)."""
+    run = RunDir.of(entry)
+    tuned = run.read_postprocess()
+    if tuned is None:
+        raise SaltError(
+            f"{run.postprocess}: not found; run `python -m salt.tune runs=[...]` first, "
+            "or pass postprocess=fixed with threshold=..."
+        )
+    return PostProcess.from_tuned(tuned, run.postprocess)
 
 
 def remove_small_components(mask: np.ndarray, min_size: int) -> np.ndarray:

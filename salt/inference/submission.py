@@ -1,16 +1,17 @@
-"""Kaggle submission files: validated before writing, written atomically."""
+"""Kaggle submission files: validated before writing, written atomically; their message."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from salt.core.errors import DataError, SaltError
-from salt.data.rle import TILE_SHAPE, rle_decode, rle_encode
+from salt.core.files import write_text
+from salt.core.rundir import RunDir
+from salt.data.padding import TILE_SHAPE
+from salt.data.rle import rle_decode, rle_encode
 
 
 def check_submission_rows(
@@ -47,17 +48,18 @@ def write_submission(
     if not path.parent.is_dir():
         raise SaltError(f"{path}: output folder {path.parent} does not exist")
     text = "id,rle_mask\n" + "".join(f"{i},{rle_of[i]}\n" for i in expected_ids)
-    try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as error:
-        raise SaltError(f"{path}: cannot write in {path.parent} ({error.strerror})") from None
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except OSError as error:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise SaltError(f"{path}: could not be written ({error.strerror})") from None
-    return path
+    return write_text(path, text)
+
+
+def submission_message(runs: Sequence[str | Path]) -> str:
+    """A Kaggle submission message naming the experiments and their out-of-fold score."""
+    directories = [RunDir.of(entry) for entry in runs]
+    metrics = [m for m in (d.read_metrics() for d in directories) if m is not None]
+    experiments = "+".join(sorted({str(m.get("experiment")) for m in metrics})) or "unknown"
+    tuned = directories[0].read_postprocess()
+    if tuned is not None:
+        score = tuned["oof_score_after"]
+    else:
+        scores = [m["oof_best_score"] for m in metrics if m.get("oof_best_score") is not None]
+        score = sum(scores) / len(scores) if scores else float("nan")
+    return f"salt {experiments}: {len(directories)} run(s), OOF score {score:.4f}"

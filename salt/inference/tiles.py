@@ -13,9 +13,9 @@ from rich.progress import track
 from torch import nn
 from torch.utils.data import DataLoader
 
-from salt.data.datamodule import TileDataset
+from salt.data.dataset import TileDataset
 from salt.data.padding import crop_tile, pad_tiles
-from salt.inference.checkpoints import load_net, read_checkpoint, tile_options
+from salt.models.checkpoints import load_net, read_checkpoint, tile_options
 
 TTA_TRANSFORMS = ("none", "hflip")
 

@@ -46,7 +46,7 @@ def read_section(path, inline: int | None = None, crossline: int | None = None) 
         except (ValueError, OSError) as error:
             raise DataError(path, f"not a readable .npy file ({error})") from None
     elif suffix in IMAGE_SUFFIXES:
-        section = read_image(path)
+        section = read_section_image(path)
     else:
         raise DataError(
             path, f"unsupported format {suffix or '(no suffix)'!r} (SEG-Y, .npy or an image)"
@@ -60,7 +60,8 @@ def read_section(path, inline: int | None = None, crossline: int | None = None) 
     return section
 
 
-def read_image(path: Path) -> np.ndarray:
+def read_section_image(path: Path) -> np.ndarray:
+    """An image of any size and bit depth as one channel (colour converted to gray)."""
     image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if image is None:
         raise DataError(path, "not a readable image")

@@ -6,8 +6,8 @@ are padded to 128), so every pixel is covered and a section of exactly 101x101 i
 Each tile's probabilities are weighted by a separable Hann window sampled at pixel centres: the
 centre counts most and the edge pixels very little (~0.001) but not zero, so where tiles overlap
 the blend changes smoothly instead of showing a seam, and where only one tile covers a pixel (the
-section's border) its value is that tile's. A floor under the window (a constant weight at the
-edges) would bring the seams back: the weight would jump where a tile starts.
+section's border) its value is that tile's. (A floor under the window, a constant weight at the
+edges, would bring the seams back: the weight would jump where a tile starts.)
 
 Only one strip (one row of tiles) is in memory at a time: a buffer of 101 rows accumulates the
 weighted probabilities, and the rows that no later strip reaches are handed to `emit`.
@@ -22,7 +22,13 @@ import numpy as np
 
 from salt.data.padding import TILE
 
-WINDOW_FLOOR = 0.0
+
+def check_stride(stride: int) -> None:
+    """A ValueError unless tiles `stride` pixels apart overlap or touch."""
+    if not 1 <= stride <= TILE:
+        raise ValueError(
+            f"stride must be in 1..{TILE} so that tiles overlap or touch, got {stride}"
+        )
 
 
 def tile_origins(length: int, stride: int) -> np.ndarray:
@@ -31,10 +37,9 @@ def tile_origins(length: int, stride: int) -> np.ndarray:
     return np.arange(count) * stride
 
 
-def window(floor: float = WINDOW_FLOOR) -> np.ndarray:
-    """The 1-D blending weights over a tile: ~`floor` at the edges, 1 in the centre."""
-    hann = np.sin(np.pi * (np.arange(TILE) + 0.5) / TILE) ** 2
-    return (floor + (1 - floor) * hann).astype(np.float32)
+def window() -> np.ndarray:
+    """The 1-D blending weights over a tile: ~0.001 at the edges, 1 in the centre (Hann)."""
+    return (np.sin(np.pi * (np.arange(TILE) + 0.5) / TILE) ** 2).astype(np.float32)
 
 
 def reflect_index(index: np.ndarray, length: int) -> np.ndarray:
@@ -59,26 +64,21 @@ def stitch(
     emit: Callable[[int, np.ndarray, np.ndarray], None],
     stride: int = 50,
     to_uint8: Callable[[np.ndarray], np.ndarray] | None = None,
-    floor: float = WINDOW_FLOOR,
 ) -> int:
     """Predict `section` (H, W) tile by tile and blend the tiles.
 
     `predict` maps uint8 tiles (N, 101, 101) to probabilities (N, 101, 101); `to_uint8` scales
     rows of the section to uint8 (the section must be uint8 without it). `emit(top, image,
     probabilities)` receives consecutive finished rows from `top` down: their uint8 image and
-    blended float32 probabilities, both (rows, W). `floor`: the window's weight at tile edges
-    (1 is a flat window: plain averaging). Returns the number of tiles predicted.
+    blended float32 probabilities, both (rows, W). Returns the number of tiles predicted.
     """
-    if not 1 <= stride <= TILE:
-        raise ValueError(
-            f"stride must be in 1..{TILE} so that tiles overlap or touch, got {stride}"
-        )
+    check_stride(stride)
     height, width = section.shape
     to_uint8 = to_uint8 or (lambda rows: np.asarray(rows, dtype=np.uint8))
     rows, columns = tile_origins(height, stride), tile_origins(width, stride)
     padded_width = int(columns[-1]) + TILE
     column_index = reflect_index(np.arange(padded_width), width)
-    weights = window(floor)
+    weights = window()
     tile_weight = np.outer(weights, weights)
     row_total = axis_weights(height, rows, weights)
     column_total = axis_weights(width, columns, weights)

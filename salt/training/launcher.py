@@ -24,7 +24,6 @@ conf/hydra/launcher/parallel.yaml selects it.
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import os
 import re
@@ -43,8 +42,9 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from salt.cli import HYDRA_COMMANDS
+from salt.core.config import HYDRA_COMMANDS
 from salt.core.errors import SaltError
+from salt.core.rundir import RunDir, metric_value
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,6 @@ log = logging.getLogger(__name__)
 # does not get; the other Hydra overrides (hydra.job.chdir, hydra.verbose, ...) are passed on.
 SWEEP_ONLY: tuple[str, ...] = ("hydra.launcher", "hydra/launcher", "hydra.sweeper", "hydra/sweeper")
 SWEEP_ONLY += ("hydra.sweep", "hydra.run", "hydra.mode", "hydra.job.id", "hydra.job.num")
-LOG_NAME = "launcher.log"
 STOP_GRACE_SECONDS = 10.0
 
 
@@ -152,7 +151,7 @@ class Job:
 
     @property
     def log(self) -> Path:
-        return self.dir / LOG_NAME
+        return RunDir(self.dir).launcher_log
 
     @property
     def ok(self) -> bool:
@@ -259,12 +258,13 @@ def run_jobs(
 
 
 def return_value(directory: Path, cfg: DictConfig):
-    """What salt.train's `main` returned: metrics.json's `optimized_metric` (None if absent)."""
-    try:
-        metrics = json.loads((directory / "metrics.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return metrics.get(cfg.get("optimized_metric") or "best_val_score")
+    """What salt.train's `main` returned: the `optimized_metric` of the job's metrics.json
+    (None for a job that writes none: salt.predict, salt.tune)."""
+    run = RunDir(directory)
+    metrics = run.read_metrics()
+    return (
+        None if metrics is None else metric_value(metrics, cfg.get("optimized_metric"), run.metrics)
+    )
 
 
 class ParallelLauncher(Launcher):

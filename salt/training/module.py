@@ -10,6 +10,8 @@ from typing import Any, cast
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Timer
 from torch import nn
 
@@ -229,6 +231,23 @@ class SaltModule(pl.LightningModule):
                 "strict": self._trainer is None or self.trainer.check_val_every_n_epoch == 1,
             },
         }
+
+
+def build_module(cfg: DictConfig) -> SaltModule:
+    """The SaltModule of a training config: its model, loss, optim, sched and module groups."""
+    sched = cfg.get("sched")
+    # OmegaConf.to_container of a DictConfig is a dict
+    return SaltModule(
+        net=instantiate(cfg.model),
+        loss=instantiate(cfg.loss),
+        optimizer=instantiate(cfg.optim),
+        scheduler=instantiate(sched.scheduler) if sched else None,
+        scheduler_interval=sched.interval if sched else "epoch",
+        scheduler_monitor=sched.get("monitor", "val/score") if sched else "val/score",
+        net_config=cast(dict[str, Any], OmegaConf.to_container(cfg.model, resolve=True)),
+        tile_options={"mean": cfg.data.mean, "std": cfg.data.std, "channels": cfg.data.channels},
+        **cast(dict[str, Any], OmegaConf.to_container(cfg.get("module") or {}, resolve=True)),
+    )
 
 
 class NonFiniteWatch:

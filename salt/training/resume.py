@@ -3,31 +3,28 @@
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from salt.core.errors import SaltError
-from salt.inference.checkpoints import read_checkpoint
+from salt.core.files import atomic_open
+from salt.core.rundir import CONFIG, HYDRA_FILES, LAST_CHECKPOINT, RunDir
+from salt.models.checkpoints import read_checkpoint
 
-LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
 # keys that say how to run, not what to train: they may change between the run and its resume
 IGNORED_KEYS = ("resume", "ckpt_path")
 
 
-HYDRA_FILES = (".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml", "train.log")
-
-
 def last_checkpoint(run_dir) -> tuple[Path, dict]:
     """RUN_DIR/checkpoints/last.ckpt and its content; a one-line error when there is none."""
-    run_dir = Path(run_dir)
-    path = run_dir / LAST_CHECKPOINT
+    run = RunDir(run_dir)
+    path = run.last_checkpoint
     if path.is_file():
         return path, read_checkpoint(path)
-    if not (run_dir / "config.yaml").is_file():
-        _remove_what_hydra_made(run_dir)
-        raise SaltError(f"{run_dir}: cannot resume: not a run directory (no config.yaml)")
+    if not run.config.is_file():
+        _remove_what_hydra_made(run.path)
+        raise SaltError(f"{run_dir}: cannot resume: not a run directory (no {CONFIG})")
     raise SaltError(
         f"{run_dir}: cannot resume: no {LAST_CHECKPOINT} (stopped before its first epoch ended)"
     )
@@ -57,11 +54,12 @@ def _flatten(node, prefix: str = "") -> dict[str, object]:
     return {prefix[:-1]: node}
 
 
-def config_differences(saved_path: Path, cfg: DictConfig) -> list[str]:
+def config_differences(run: RunDir, cfg: DictConfig) -> list[str]:
     """`key (saved -> now)` for every setting of `cfg` that differs from the run's config.yaml."""
-    if not saved_path.is_file():
+    saved_config = run.read_config()
+    if saved_config is None:
         return []
-    saved = _flatten(OmegaConf.to_container(OmegaConf.load(saved_path)))
+    saved = _flatten(saved_config)
     now = _flatten(OmegaConf.to_container(cfg, resolve=True))
     keys = [k for k in {**saved, **now} if not k.startswith(IGNORED_KEYS)]
     return [
@@ -87,9 +85,7 @@ def trim_metrics_csv(path: Path, epoch: int, step: int) -> None:
             return float(row["epoch"]) <= epoch
         return not row.get("step") or float(row["step"]) < step
 
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields)
+    with atomic_open(path, "w", newline="") as trimmed:
+        writer = csv.DictWriter(trimmed, fieldnames=fields)
         writer.writeheader()
         writer.writerows(row for row in rows if kept(row))
-    os.replace(tmp, path)

@@ -10,7 +10,7 @@ import torch
 
 from salt.core.metrics import (
     DEFAULT_SWEEP_THRESHOLDS,
-    IOU_THRESHOLDS,
+    IOU_THRESHOLD_STEPS,
     TGSScore,
     TGSScoreSweep,
     _intersection_union_packed,
@@ -91,7 +91,7 @@ def random_probs(truths: np.ndarray, seed: int) -> np.ndarray:
 
 def test_iou_thresholds_are_the_ten_kaggle_thresholds():
     expected = [0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95]
-    assert IOU_THRESHOLDS.tolist() == pytest.approx(expected, abs=1e-12)
+    assert (IOU_THRESHOLD_STEPS.double() / 20).tolist() == pytest.approx(expected, abs=1e-12)
 
 
 @pytest.mark.parametrize(

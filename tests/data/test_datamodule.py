@@ -3,7 +3,8 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from salt.data.datamodule import TGSDataModule, TileDataset
+from salt.data.datamodule import TGSDataModule
+from salt.data.dataset import TileDataset
 from salt.data.padding import PAD_BEFORE, crop_tile, pad_tile, pad_tiles
 
 

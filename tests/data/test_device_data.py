@@ -18,7 +18,8 @@ from torch.utils.data import DataLoader, SequentialSampler
 from salt.bench.syncs import HostSyncCounter
 from salt.bench.throughput import time_epoch
 from salt.data import device_loader
-from salt.data.datamodule import SeededSampler, TGSDataModule, TileDataset
+from salt.data.datamodule import SeededSampler, TGSDataModule
+from salt.data.dataset import TileDataset
 from salt.data.device_augment import BatchAugment
 from salt.data.device_loader import DeviceTileLoader, tiles_to_tensor
 from tests.helpers.runs import train_smoke

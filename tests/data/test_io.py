@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from salt.core.errors import DataError
-from salt.data.io import load_test, load_train, read_image, read_mask
+from salt.data.io import load_test, load_train, read_mask, read_tile_image
 from salt.data.rle import rle_encode
 
 TRAIN_IDS = ["a000000001", "a000000002", "a000000003", "a000000004"]
@@ -97,7 +97,7 @@ def test_wrong_image_size(root):
     assert_one_line_error(
         lambda: load_train(root), str(path), "expected a 101x101 tile, got 101x100"
     )
-    assert_one_line_error(lambda: read_image(path), str(path), "101x100")
+    assert_one_line_error(lambda: read_tile_image(path), str(path), "101x100")
 
 
 def test_non_binary_mask(root):

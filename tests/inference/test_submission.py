@@ -62,7 +62,7 @@ def test_missing_folder_or_full_disk_is_one_line_error_and_keeps_the_old_file(
     def full_disk(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("salt.inference.submission.os.fsync", full_disk)
+    monkeypatch.setattr("salt.core.files.os.fsync", full_disk)
     with pytest.raises(
         SaltError, match="s.csv: could not be written \\(No space left on device\\)"
     ):

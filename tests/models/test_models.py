@@ -11,10 +11,10 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch.utils.flop_counter import FlopCounterMode
 
+from salt.core.config import CONFIG_DIR
 from salt.core.errors import SaltError
 from salt.models import SaltNet, SeedUNet
 from salt.models.encoders import build_encoder
-from salt.train import CONFIG_DIR
 from salt.training.losses import SaltLoss
 from tests.helpers.runs import compose_config
 

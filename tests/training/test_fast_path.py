@@ -10,8 +10,9 @@ from torch import nn
 
 import salt.train
 from salt.bench.syncs import HostSyncCounter
-from salt.train import build_module, train
+from salt.train import train
 from salt.training.compile import CompiledOrEager, compile_options
+from salt.training.module import build_module
 
 TRAIN_BATCHES = 6
 

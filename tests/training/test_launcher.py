@@ -21,9 +21,10 @@ import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.plugins import Plugins
 from hydra.utils import instantiate
-from omegaconf import open_dict
+from omegaconf import OmegaConf, open_dict
 
 from salt.core.errors import SaltError, salt_error_in
+from salt.core.rundir import RunDir
 from salt.training.launcher import (
     Job,
     ParallelLauncher,
@@ -32,6 +33,7 @@ from salt.training.launcher import (
     job_labels,
     last_line,
     override_value,
+    return_value,
     run_jobs,
     task_module,
     threads_per_job,
@@ -360,3 +362,16 @@ def test_an_interrupted_launch_stops_its_jobs_and_their_children(tmp_path):
         assert job.process.returncode is not None
         grandchild = int(job.log.read_text().split()[0])
         assert not alive(job.process.pid) and not alive(grandchild)
+
+
+def test_a_sweeper_gets_the_optimized_metric_and_a_typo_is_named(tmp_path):
+    RunDir(tmp_path).write_metrics({"best_val_score": 0.5, "oof_best_score": 0.7})
+    assert return_value(tmp_path, OmegaConf.create({"optimized_metric": "oof_best_score"})) == 0.7
+    assert return_value(tmp_path, OmegaConf.create({})) == 0.5
+    assert return_value(tmp_path / "predict-job", OmegaConf.create({})) is None  # no metrics.json
+    with pytest.raises(SaltError) as error:
+        return_value(tmp_path, OmegaConf.create({"optimized_metric": "oof_best"}))
+    assert str(error.value) == (
+        f"optimized_metric=oof_best: no such metric in {tmp_path / 'metrics.json'} "
+        "(there are: best_val_score, oof_best_score)"
+    )

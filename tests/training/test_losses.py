@@ -7,7 +7,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from salt.train import CONFIG_DIR
+from salt.core.config import CONFIG_DIR
 from salt.training.losses import LovaszHinge, SaltLoss, WeightedSum, lovasz_hinge
 
 

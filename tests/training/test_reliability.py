@@ -24,12 +24,14 @@ import salt.train
 from salt.core.errors import DataError, SaltError, exit_on_salt_error
 from salt.data import check
 from salt.data.datamodule import SeededSampler
-from salt.inference.checkpoints import AtomicCheckpointIO, load_net
 from salt.inference.submission import write_submission
 from salt.inference.tiles import TilePredictions
+from salt.models.checkpoints import load_net
 from salt.predict import save_probabilities
-from salt.train import build_module, train
+from salt.train import train
+from salt.training.checkpoint_io import AtomicCheckpointIO
 from salt.training.loggers import AppendingCSVLogger
+from salt.training.module import build_module
 from salt.training.resume import trim_metrics_csv
 from tests.helpers.runs import REPO_ROOT, compose_config, run_module
 
@@ -241,7 +243,7 @@ def test_sigkill_mid_epoch_then_resume_equals_the_uninterrupted_run(synthetic_ro
     assert victim.returncode == -signal.SIGKILL
     stopped_at = torch.load(killed / "checkpoints" / "last.ckpt", weights_only=True)
     assert stopped_at["epoch"] == 1 and not (killed / "metrics.json").exists()
-    assert [p.name for p in killed.rglob("*.tmp")] == []
+    assert [p.name for p in killed.rglob("*.tmp*")] == []
 
     warnings = finish(run_train(*common, f"resume={killed}"))
     assert "settings that differ from the run's: callbacks.stop" in warnings
@@ -268,7 +270,7 @@ def test_a_failed_checkpoint_write_keeps_the_previous_file(tmp_path, monkeypatch
         handle.write(b"PK\x03\x04 half a checkpoint")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("salt.inference.checkpoints.torch.save", dies_halfway)
+    monkeypatch.setattr("salt.training.checkpoint_io.torch.save", dies_halfway)
     with pytest.raises(OSError, match="No space left"):
         io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}}, path)
     assert torch.equal(state_dict(path)["w"], torch.ones(3))
@@ -438,7 +440,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
     assert_one_line(
         error, f"training loss is {value} at epoch {epoch}, batch 0: training stopped; {kept}"
     )
-    assert not (run / "metrics.json").exists() and not list(run.rglob("*.tmp"))
+    assert not (run / "metrics.json").exists() and not list(run.rglob("*.tmp*"))
     if epoch == 0:
         assert not (run / "checkpoints").exists()
     else:
@@ -457,7 +459,7 @@ def test_submission_into_a_read_only_folder(code, words, tmp_path, monkeypatch):
     def refused(*args, **kwargs):
         raise OSError(code, words)
 
-    monkeypatch.setattr("salt.inference.submission.tempfile.mkstemp", refused)
+    monkeypatch.setattr("salt.core.files.tempfile.mkstemp", refused)
     masks = np.zeros((2, 101, 101), dtype=np.uint8)
     with pytest.raises(SaltError) as error:
         write_submission(tmp_path / "s.csv", ["a", "b"], masks, ["a", "b"])
@@ -467,7 +469,7 @@ def test_submission_into_a_read_only_folder(code, words, tmp_path, monkeypatch):
 
 def test_probabilities_on_a_full_disk_leave_no_partial_file(tmp_path, monkeypatch):
     def full(file, **arrays):
-        Path(file).write_bytes(b"partial")
+        file.write(b"partial")
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr("salt.predict.np.savez_compressed", full)

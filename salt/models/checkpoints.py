@@ -1,48 +1,25 @@
-"""Checkpoint files: written atomically; read back into a net without the training config."""
+"""A salt checkpoint read back: its weights, and its net rebuilt without the training config.
+
+A checkpoint (Lightning's, written by `salt.training.checkpoint_io.AtomicCheckpointIO`) holds
+the SaltModule's `state_dict`, the net's weights under `net.`, and its hyper-parameters: the
+net's Hydra config (`net_config`) and the input normalisation (`tile_options`).
+"""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
-from typing import Any
 
 import torch
 from hydra.utils import instantiate
-from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from torch import nn
 
 from salt.core.errors import SaltError
 
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes a checkpoint to a temporary file next to it, syncs it, then renames it into place.
-
-    A kill at any moment leaves either the previous file or the new one, never a truncated one.
-    (Lightning's own writer stages the file in the system temporary folder and moves it: a copy,
-    not an atomic rename, when that folder is on another file system, and it does not sync.)
-    """
-
-    def save_checkpoint(
-        self, checkpoint: dict[str, Any], path, storage_options: Any | None = None
-    ) -> None:
-        if storage_options is not None:
-            raise TypeError("AtomicCheckpointIO takes no storage_options")
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                torch.save(checkpoint, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp_name, path)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
+NET_PREFIX = "net."  # SaltModule.net
 
 
 def read_checkpoint(path) -> dict:
+    """A checkpoint's content on the CPU (tensors and plain types only: weights_only)."""
     path = Path(path)
     if not path.is_file():
         raise SaltError(f"{path}: checkpoint not found")
@@ -50,6 +27,12 @@ def read_checkpoint(path) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a truncated or foreign file
         raise SaltError(f"{path}: not a readable checkpoint ({type(error).__name__})") from None
+
+
+def net_weights(checkpoint: dict) -> dict:
+    """The net's weights in a checkpoint (the module's `net.` entries, without the prefix)."""
+    state = checkpoint["state_dict"]
+    return {k.removeprefix(NET_PREFIX): v for k, v in state.items() if k.startswith(NET_PREFIX)}
 
 
 def check_weights_fit(path, state: dict, model: nn.Module) -> None:
@@ -79,12 +62,8 @@ def load_net(path, checkpoint: dict | None = None) -> nn.Module:
         raise SaltError(f"{path}: not a salt checkpoint (no net_config in its hyper-parameters)")
     # the checkpoint holds every weight; never download or read pretrained encoder weights here
     net = instantiate({**net_config, "encoder_weights": None})
-    prefix = "net."
-    state = {
-        k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)
-    }
     try:
-        net.load_state_dict(state)
+        net.load_state_dict(net_weights(checkpoint))
     except RuntimeError as error:
         first_line = str(error).splitlines()[1].strip() if "\n" in str(error) else str(error)
         raise SaltError(

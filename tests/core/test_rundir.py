@@ -1,0 +1,99 @@
+"""salt.core.rundir: the one reader and writer of each file of a run directory."""
+
+import numpy as np
+import pytest
+
+from salt.core.errors import DataError, SaltError
+from salt.core.rundir import RunDir, checkpoint_files, metric_value
+
+
+def oof_arrays(n=3, salt=True):
+    arrays = {
+        "ids": np.array([f"id{i}" for i in range(n)]),
+        "probabilities": np.full((n, 101, 101), 0.25, dtype=np.float16),
+        "masks": np.zeros((n, 101, 101), dtype=np.uint8),
+    }
+    if salt:
+        arrays["salt"] = np.full(n, 0.5, dtype=np.float32)
+    return arrays
+
+
+def test_metric_value_is_the_optimized_metric_or_names_the_ones_there_are():
+    metrics = {"best_val_score": 0.8, "oof_best_score": 0.75, "epochs": 3, "experiment": "x"}
+    assert metric_value(metrics, None) == 0.8
+    assert metric_value(metrics, "oof_best_score") == 0.75
+    assert metric_value({"best_val_score": None}, "best_val_score") is None
+    with pytest.raises(SaltError) as error:
+        metric_value(metrics, "oof_best_scor", "RUN/metrics.json")
+    assert str(error.value) == (
+        "optimized_metric=oof_best_scor: no such metric in RUN/metrics.json "
+        "(there are: best_val_score, epochs, oof_best_score)"
+    )
+    with pytest.raises(SaltError, match="optimized_metric=experiment: 'x' .* is not a number"):
+        metric_value(metrics, "experiment")
+
+
+def test_oof_round_trip_and_the_checks_that_name_the_file(tmp_path):
+    run = RunDir(tmp_path)
+    with pytest.raises(SaltError, match=f"{run.oof}: not found \\(train with oof=true\\)"):
+        run.read_oof()
+    run.write_oof(**oof_arrays())
+    oof = run.read_oof()
+    assert oof["ids"].tolist() == ["id0", "id1", "id2"]
+    assert oof["probabilities"].dtype == np.float32 and oof["salt"].tolist() == [0.5] * 3
+
+    def damaged(**arrays):
+        np.savez(run.oof, **arrays)
+        with pytest.raises(DataError) as error:
+            run.read_oof()
+        assert str(error.value).startswith(f"{run.oof}: ")
+        return str(error.value)
+
+    arrays = oof_arrays()
+    assert "missing array(s) masks" in damaged(ids=arrays["ids"], probabilities=arrays["masks"])
+    assert "arrays of different lengths" in damaged(**{**arrays, "salt": np.zeros(2)})
+    assert "differ in shape" in damaged(**{**arrays, "masks": np.zeros((3, 128, 128))})
+    run.oof.write_bytes(b"PK\x03\x04 half a file")
+    with pytest.raises(DataError, match="not a readable .npz"):
+        run.read_oof()
+
+
+def test_metrics_and_postprocess_are_read_back_and_bad_json_is_named(tmp_path):
+    run = RunDir(tmp_path)
+    assert run.read_metrics() is None and run.read_postprocess() is None
+    run.write_metrics({"b": 1, "a": None})
+    run.write_postprocess({"postprocess": {"threshold": 0.4}})
+    assert run.read_metrics() == {"a": None, "b": 1}
+    assert run.metrics.read_text().index('"a"') < run.metrics.read_text().index('"b"')
+    assert run.read_postprocess() == {"postprocess": {"threshold": 0.4}}
+    run.metrics.write_text('{"experiment": ')
+    with pytest.raises(DataError, match="metrics.json: not valid JSON"):
+        run.read_metrics()
+    run.metrics.write_text("[1]")
+    with pytest.raises(DataError, match="metrics.json: not a JSON object"):
+        run.read_metrics()
+
+
+def test_checkpoints_by_kind_auto_follows_the_oof_source(tmp_path):
+    run = RunDir(tmp_path / "run")
+    (run.path / "checkpoints" / "snapshots").mkdir(parents=True)
+    for name in ("best", "last", "swa", "snapshots/cycle-002", "snapshots/cycle-001"):
+        (run.checkpoints / f"{name}.ckpt").write_bytes(b"")
+    assert run.checkpoint_files() == [run.checkpoint("best")]  # no metrics.json: best
+    run.write_metrics({"oof_source": "swa"})
+    assert checkpoint_files([run.path]) == [run.checkpoint("swa")]
+    assert run.checkpoint_files(["snapshots", "last"]) == [
+        run.checkpoints / "snapshots" / "cycle-001.ckpt",
+        run.checkpoints / "snapshots" / "cycle-002.ckpt",
+        run.last_checkpoint,
+    ]
+    assert RunDir.of(run.checkpoints / "snapshots" / "cycle-001.ckpt") == run
+    assert checkpoint_files([run.last_checkpoint], ["swa"]) == [run.last_checkpoint]
+    with pytest.raises(SaltError, match="unknown checkpoint kind 'final'"):
+        checkpoint_files([run.path], ["final"])
+    with pytest.raises(SaltError, match="no such run directory or checkpoint file"):
+        checkpoint_files([tmp_path / "missing"])
+    empty = RunDir(tmp_path / "empty")
+    empty.path.mkdir()
+    with pytest.raises(SaltError, match="run directory has no best checkpoints"):
+        empty.checkpoint_files()

@@ -1,0 +1,185 @@
+"""Which part of salt may import which: read from the source (ast), nothing imported.
+
+    commands (salt/train.py, predict.py, ...), salt.bench    anything
+    salt.analysis    core, data, inference
+    salt.sections    core, data, models, inference
+    salt.training    core, data, models
+    salt.inference   core, data, models; no Lightning (it predicts without a Trainer), so not
+                     salt.data.datamodule, the LightningDataModule either
+    salt.data        core
+    salt.models      core
+    salt.core        nothing of salt
+
+No package imports a command module. The README's Layout section draws the same rules.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.runs import REPO_ROOT
+
+SALT = REPO_ROOT / "salt"
+PACKAGES = ("core", "data", "models", "training", "inference", "sections", "analysis", "bench")
+ANYTHING = None
+ALLOWED: dict[str, tuple[str, ...] | None] = {
+    "core": (),
+    "data": ("core",),
+    "models": ("core",),
+    "training": ("core", "data", "models"),
+    "inference": ("core", "data", "models"),
+    "sections": ("core", "data", "models", "inference"),
+    "analysis": ("core", "data", "inference"),
+    "bench": ANYTHING,
+    "commands": ANYTHING,
+}
+# modules a package must not import although their package is allowed, and why
+FORBIDDEN: dict[str, dict[str, str]] = {
+    "inference": {
+        "pytorch_lightning": "inference runs without Lightning",
+        "lightning_fabric": "inference runs without Lightning",
+        "lightning": "inference runs without Lightning",
+        "salt.data.datamodule": "the LightningDataModule: inference runs without Lightning",
+    },
+}
+COMMANDS = sorted(p.stem for p in SALT.glob("*.py") if p.stem not in ("__init__", "__main__"))
+
+
+def module_name(path: Path, repo: Path = REPO_ROOT) -> str:
+    parts = path.relative_to(repo).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def part_of(module: str) -> str | None:
+    """The part of salt a dotted module name belongs to: a package, "commands", or None."""
+    parts = module.split(".")
+    if parts[0] != "salt" or len(parts) == 1:
+        return None
+    if parts[1] in PACKAGES:
+        return parts[1]
+    return "commands" if parts[1] in COMMANDS else None
+
+
+def imports(path: Path, repo: Path = REPO_ROOT) -> list[tuple[int, str]]:
+    """(line, imported module) of every import in a file, those inside functions too."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    name = module_name(path, repo)
+    package = name if path.stem == "__init__" else name.rsplit(".", 1)[0]
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: from . import x, from ..core import y
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            if base == "salt":  # from salt import train: the module salt.train
+                found += [(node.lineno, f"salt.{alias.name}") for alias in node.names]
+            else:
+                found.append((node.lineno, base))
+    return found
+
+
+def violations(repo: Path = REPO_ROOT) -> list[str]:
+    """One line per import against the rules: file:line: module imports what (why not)."""
+    problems = []
+    for path in sorted((repo / "salt").rglob("*.py")):
+        name = module_name(path, repo)
+        source = part_of(name) or "commands"
+        allowed = ALLOWED[source]
+        for line, imported in imports(path, repo):
+            where = f"{path.relative_to(repo)}:{line}: {name} imports {imported}"
+            reasons = FORBIDDEN.get(source, {})
+            banned = next(
+                (m for m in reasons if imported == m or imported.startswith(m + ".")), None
+            )
+            if banned is not None:
+                problems.append(f"{where} ({reasons[banned]})")
+                continue
+            target = part_of(imported)
+            if target is None or target == source or allowed is ANYTHING:
+                continue
+            if target == "commands":
+                problems.append(f"{where} (a command module: only commands and salt.bench may)")
+            elif target not in allowed:
+                may = ", ".join(f"salt.{p}" for p in allowed) or "nothing of salt"
+                problems.append(f"{where} (salt.{source} may import {may})")
+    return problems
+
+
+def test_imports_point_the_allowed_way():
+    problems = violations()
+    assert not problems, "imports against the layout rules:\n" + "\n".join(problems)
+
+
+def test_every_module_belongs_to_a_part():
+    for path in SALT.rglob("*.py"):
+        name = module_name(path)
+        assert name == "salt" or part_of(name) is not None, f"{name}: in no part of the rules"
+    assert {p.name for p in SALT.iterdir() if (p / "__init__.py").is_file()} == set(PACKAGES)
+
+
+@pytest.mark.parametrize(
+    "path, source, message",
+    [
+        (
+            "salt/core/rundir.py",
+            "from salt.inference.postprocess import PostProcess\n",
+            "salt.core.rundir imports salt.inference.postprocess "
+            "(salt.core may import nothing of salt)",
+        ),
+        (
+            "salt/training/resume.py",
+            "def f():\n    from salt import train\n",
+            "salt/training/resume.py:2: salt.training.resume imports salt.train "
+            "(a command module: only commands and salt.bench may)",
+        ),
+        (
+            "salt/inference/tiles.py",
+            "import pytorch_lightning as pl\n",
+            "salt.inference.tiles imports pytorch_lightning (inference runs without Lightning)",
+        ),
+        (
+            "salt/analysis/oof.py",
+            "from ..models import SaltNet\n",
+            "salt.analysis.oof imports salt.models "
+            "(salt.analysis may import salt.core, salt.data, salt.inference)",
+        ),
+    ],
+)
+def test_a_broken_rule_names_the_module_line_and_import(path, source, message, tmp_path):
+    copy = tmp_path / path
+    copy.parent.mkdir(parents=True)
+    copy.write_text(source)
+    problems = violations(tmp_path)
+    assert len(problems) == 1 and message in problems[0], problems
+
+
+def test_the_config_module_alone_registers_the_salt_or_resolver():
+    # Hydra commands, the bench and the tests compose configs after importing only this module
+    script = (
+        "import sys, salt.core.config; from omegaconf import OmegaConf; "
+        "assert OmegaConf.has_resolver('salt.or'); "
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith('salt'))))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["salt", "salt.core", "salt.core.config"]
+
+
+def test_the_readme_layout_names_every_module():
+    layout = (REPO_ROOT / "README.md").read_text().split("## Layout", 1)[1]
+    missing = [
+        str(path.relative_to(REPO_ROOT))
+        for path in sorted(SALT.rglob("*.py"))
+        if path.stem != "__init__" and f"{path.stem}.py" not in layout
+    ]
+    assert not missing, f"README.md's Layout section leaves out {', '.join(missing)}"
