@@ -87,7 +87,7 @@ def test_a_time_budgeted_run_ends_annealed_at_its_last_cycle_end(
         "sched=cosine_cycles",
         "sched.cycles=2",
         "callbacks=snapshots",
-        "+callbacks.clock._target_=tests.test_schedules.StepClock",
+        "+callbacks.clock._target_=tests.training.test_schedules.StepClock",
         "callbacks.lr_monitor.logging_interval=step",
         "trainer.max_epochs=1000",
         "trainer.max_time=00:00:00:40",
