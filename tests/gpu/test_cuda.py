@@ -97,7 +97,7 @@ class NoSyncsWindow(pl.Callback):
 def test_bf16_training_steps_never_wait_for_the_gpu(train_config, monkeypatch):
     """bf16-mixed, deep supervision and the classifier head, Adam, the rich progress bar and a
     step-wise logged loss: batches 1..4 read nothing back and copy nothing to the host (the
-    NaN check, every 100 steps here, is the one planned read)."""
+    planned read, the NaN check, comes after the epoch's last batch here, outside the window)."""
     window = NoSyncsWindow()
     cfg = train_config(
         *on_gpu(
