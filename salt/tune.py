@@ -8,6 +8,7 @@ the runs have one), then hole filling.
 from __future__ import annotations
 
 from dataclasses import replace
+from itertools import combinations
 from pathlib import Path
 
 import hydra
@@ -15,7 +16,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from salt.core.config import CONFIG_DIR
-from salt.core.errors import DataError, exit_on_salt_error, run_hydra_main
+from salt.core.errors import SaltError, exit_on_salt_error, run_hydra_main
 from salt.core.metrics import sweep_thresholds, tgs_score
 from salt.core.rundir import OOF_ARRAYS, POSTPROCESS, RunDir
 from salt.inference.postprocess import PostProcess
@@ -28,9 +29,32 @@ def load_out_of_fold(runs: list[Path]) -> dict[str, np.ndarray]:
     merged = {key: np.concatenate([p[key] for p in parts]) for key in OOF_ARRAYS}
     if with_salt:
         merged["salt"] = np.concatenate([p["salt"] for p in parts])
-    if len(set(merged["ids"].tolist())) != len(merged["ids"]):
-        raise DataError(runs[0], "the runs' out-of-fold ids overlap: pass runs of different folds")
+    refuse_overlapping_ids(runs, [part["ids"] for part in parts])
     return merged
+
+
+def refuse_overlapping_ids(runs: list[Path], ids: list[np.ndarray]) -> None:
+    """A SaltError naming every two runs (`ids[i]` are run i's) that share out-of-fold ids, with
+    the first few of those ids (runs of the same fold, or one run given twice), and a run that
+    holds an id twice."""
+
+    def some(shared: list) -> str:
+        examples = ", ".join(map(repr, shared[:3])) + (", ..." if len(shared) > 3 else "")
+        return f"{len(shared)} out-of-fold {'id' if len(shared) == 1 else 'ids'} ({examples})"
+
+    problems = []
+    for i, j in combinations(range(len(runs)), 2):
+        shared = sorted(set(ids[i].tolist()) & set(ids[j].tolist()))
+        if shared:
+            problems.append(f"{runs[i]} and {runs[j]} share {some(shared)}")
+    if problems:
+        problems.append("pass runs of different folds")
+    for run, run_ids in zip(runs, ids):
+        values, counts = np.unique(run_ids, return_counts=True)
+        if (counts > 1).any():
+            problems.append(f"{run}/oof.npz holds {some(values[counts > 1].tolist())} twice")
+    if problems:
+        raise SaltError(f"out-of-fold ids overlap: {'; '.join(problems)}")
 
 
 def oof_score(postprocess: PostProcess, oof: dict[str, np.ndarray]) -> float:
@@ -52,9 +76,10 @@ def best_of(
 def tune(oof: dict[str, np.ndarray], cfg: DictConfig) -> tuple[PostProcess, float, float]:
     """(best post-processing, OOF score before (threshold 0.5, nothing else), OOF score after)."""
     before = oof_score(PostProcess(), oof)
+    # the swept threshold too is kept only if it raises the score (its argmax picks the lowest of
+    # tied thresholds, which would move the threshold from 0.5 for nothing)
     threshold, _, _ = sweep_thresholds(oof["probabilities"], oof["masks"])
-    current = (PostProcess(threshold=threshold), oof_score(PostProcess(threshold=threshold), oof))
-    current = best_of([PostProcess()], oof, current)
+    current = best_of([PostProcess(threshold=threshold)], oof, (PostProcess(), before))
     base = current[0]
     current = best_of([replace(base, min_size=s) for s in cfg.min_sizes if s], oof, current)
     base = current[0]

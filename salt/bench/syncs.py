@@ -3,8 +3,10 @@
 On a GPU, `torch.cuda.set_sync_debug_mode("warn")` reports the synchronising calls; it does
 nothing on a CPU. `HostSyncCounter` intercepts the same operations at the ATen dispatcher, so a
 test on a CPU can show that a training step would not stall a GPU: reading a value (`.item()`,
-`bool()`, `float()`), or an operation whose output size depends on the data (boolean-mask
-indexing, `nonzero`, `masked_select`, `unique`).
+`bool()`, `float()`), an operation whose output size depends on the data (boolean-mask
+indexing, `nonzero`, `masked_select`, `unique`), or a copy from the device to the host (`.cpu()`,
+`.tolist()`, `.numpy(force=True)`, `.to("cpu")`; on a CPU these copy nothing, so only tensors of
+another device count).
 """
 
 from __future__ import annotations
@@ -30,6 +32,21 @@ SYNCING_OPS = {
 }
 INDEXING_OPS = {aten.index.Tensor, aten.index_put.default, aten.index_put_.default}
 BOOLEAN_MASK_INDEXING = "boolean-mask indexing"
+COPY_TO_HOST = "copy to the host (.cpu(), .tolist(), .to('cpu'))"
+
+
+def _copied_to_host(func, args, kwargs) -> torch.Tensor | None:
+    """The tensor that `func` copies from another device to the CPU, if it does."""
+    if func is aten._to_copy.default:  # .cpu(), .to("cpu"), .tolist(), .numpy(force=True)
+        source, target = args[0], (kwargs or {}).get("device")
+        to_host = target is not None and torch.device(target).type == "cpu"
+    elif func is aten.copy_.default:  # host_tensor.copy_(device_tensor)
+        source, to_host = args[1], args[0].device.type == "cpu"
+    else:
+        return None
+    if to_host and isinstance(source, torch.Tensor) and source.device.type != "cpu":
+        return source
+    return None
 
 
 def _has_boolean_index(args) -> bool:
@@ -61,19 +78,21 @@ class HostSyncCounter(TorchDispatchMode):
     def total(self) -> int:
         return sum(self.by_kind.values())
 
-    def _counts(self, args) -> bool:
-        first = args[0] if args else None
-        if isinstance(first, torch.Tensor) and first.data_ptr() in self._ignored:
+    def _counts(self, tensor) -> bool:
+        if isinstance(tensor, torch.Tensor) and tensor.data_ptr() in self._ignored:
             return False
         if self.device is None:
             return True
-        return isinstance(first, torch.Tensor) and first.device.type == self.device.type
+        return isinstance(tensor, torch.Tensor) and tensor.device.type == self.device.type
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kind = SYNCING_OPS.get(func)
+        kind, tensor = SYNCING_OPS.get(func), args[0] if args else None
         if kind is None and func in INDEXING_OPS and _has_boolean_index(args):
             kind = BOOLEAN_MASK_INDEXING
-        if kind is not None and self._counts(args):
+        if kind is None:
+            tensor = _copied_to_host(func, args, kwargs)
+            kind = None if tensor is None else COPY_TO_HOST
+        if kind is not None and self._counts(tensor):
             self.by_kind[kind] += 1
         return func(*args, **(kwargs or {}))
 

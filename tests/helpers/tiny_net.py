@@ -19,16 +19,22 @@ NET_CONFIG = {
 }
 
 
-def write_checkpoint(path: Path, seed: int = 0, **tile_options) -> Path:
-    """A checkpoint as salt.train writes it (the parts inference reads), in `path`."""
+def write_checkpoint(
+    path: Path, seed: int = 0, *, net_options: dict | None = None, **tile_options
+) -> Path:
+    """A checkpoint as salt.train writes it (the parts inference reads), in `path`.
+
+    `net_options` change the net's config, e.g. `{"classifier": False}` (no "has salt" head).
+    """
     torch.manual_seed(seed)
-    net = SaltNet(**{k: v for k, v in NET_CONFIG.items() if k != "_target_"}).eval()
+    net_config = {**NET_CONFIG, **(net_options or {})}
+    net = SaltNet(**{k: v for k, v in net_config.items() if k != "_target_"}).eval()
     options = {"mean": 0.47, "std": 0.16, "channels": 1, **tile_options}
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(
         {
             "state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
-            "hyper_parameters": {"net_config": NET_CONFIG, "tile_options": options},
+            "hyper_parameters": {"net_config": net_config, "tile_options": options},
         },
         path,
     )
