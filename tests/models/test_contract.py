@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -283,8 +282,9 @@ def test_onnx_export_matches_eager(name, tmp_path):
     session = onnxruntime.InferenceSession(
         str(tmp_path / "net.onnx"), providers=["CPUExecutionProvider"]
     )
-    got = session.run(None, {"tiles": x.numpy()})[0]
-    assert np.abs(got - forward(net, x).numpy()).max() <= 1e-4
+    got = torch.from_numpy(session.run(None, {"tiles": x.numpy()})[0])
+    # logits (about +-6 here): a ResNet34's summation order moves them by up to 2e-4
+    torch.testing.assert_close(got, forward(net, x), atol=1e-3, rtol=1e-4)
 
 
 def test_every_experiment_is_a_case():
