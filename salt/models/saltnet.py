@@ -6,54 +6,19 @@ from collections.abc import Sequence
 from typing import cast
 
 import torch
+from segmentation_models_pytorch.base import initialization as init
 from segmentation_models_pytorch.base.heads import ClassificationHead, SegmentationHead
 from segmentation_models_pytorch.base.modules import Conv2dReLU
 from torch import nn
 
-from salt.models.blocks import upsample_to
-from salt.models.decoder import UnetDecoder
+from salt.models.base import SaltModel
+from salt.models.blocks import Hypercolumn, ImageContext, upsample_to
+from salt.models.decoder import StagedUnetDecoder
 from salt.models.encoders import build_encoder
 
 
-class Hypercolumn(nn.Module):
-    """Every decoder stage upsampled to the input size and concatenated.
-
-    With `channels`, each stage is first reduced to that many channels by a 1x1 conv-BN-ReLU at
-    its own resolution, so the head convolves `len(stages) * channels` channels instead of the sum
-    of the decoder's widths (the wide form is 69% of a ResNet34 SaltNet's FLOPs).
-    """
-
-    def __init__(self, stage_channels: Sequence[int], channels: int | None = None):
-        super().__init__()
-        self.reducers = (
-            nn.ModuleList(Conv2dReLU(c, channels, kernel_size=1) for c in stage_channels)
-            if channels
-            else None
-        )
-        self.out_channels = channels * len(stage_channels) if channels else sum(stage_channels)
-
-    def forward(self, stages: Sequence[torch.Tensor], size: torch.Size) -> torch.Tensor:
-        if self.reducers is not None:
-            stages = [reduce(stage) for reduce, stage in zip(self.reducers, stages)]
-        return torch.cat([upsample_to(stage, size) for stage in stages], dim=1)
-
-
-class ImageContext(nn.Module):
-    """The classifier's pooled deepest features, reduced and broadcast over the image: the
-    image-level "is there salt" evidence fed to the mask head (as the 4th-place TGS solution)."""
-
-    def __init__(self, in_channels: int, channels: int):
-        super().__init__()
-        self.reduce = nn.Sequential(nn.Linear(in_channels, channels), nn.ReLU(inplace=True))
-        self.out_channels = channels
-
-    def forward(self, deepest: torch.Tensor, size: torch.Size) -> torch.Tensor:
-        pooled = self.reduce(deepest.mean(dim=(2, 3)))
-        return pooled[:, :, None, None].expand(-1, -1, *size)
-
-
-class SaltNet(nn.Module):
-    """The TGS model family.
+class SaltNet(SaltModel):
+    """The TGS model family: an smp `SegmentationModel` (salt.models.base.SaltModel).
 
     `forward(x)` with x (N, in_channels, H, W), H and W divisible by 2**encoder_depth, returns a
     dict of logits:
@@ -65,7 +30,7 @@ class SaltNet(nn.Module):
     it the head sees the last stage only. With `image_context` channels, the pooled deepest
     features (what the classifier sees) are broadcast and concatenated too. The head is a 3x3
     conv-BN-ReLU to `head_channels`, dropout (after the BatchNorm, so its statistics are those
-    of inference), and a 1x1 convolution.
+    of inference), and a 1x1 convolution. An input of another size raises an `InputShapeError`.
     """
 
     def __init__(
@@ -90,7 +55,7 @@ class SaltNet(nn.Module):
         self.encoder = build_encoder(encoder_name, encoder_weights, in_channels, encoder_depth)
         # an smp encoder: its out_channels are the widths of its stages
         encoder_channels = cast(Sequence[int], self.encoder.out_channels)
-        self.decoder = UnetDecoder(encoder_channels, decoder_channels, scse, center)
+        self.decoder = StagedUnetDecoder(encoder_channels, decoder_channels, scse, center)
         self.hypercolumn = (
             Hypercolumn(decoder_channels, hypercolumn_channels) if hypercolumn else None
         )
@@ -113,8 +78,23 @@ class SaltNet(nn.Module):
         self.classification_head = (
             ClassificationHead(encoder_channels[-1], 1, dropout=dropout) if classifier else None
         )
+        self.initialize()
+
+    def initialize(self) -> None:
+        """smp's initialisation, over salt's parts too: what lies between the encoder and the
+        outputs (decoder, hypercolumn, image context, the head's 3x3 conv-BN-ReLU) as smp's
+        decoders (He uniform convolutions, Xavier linear layers, unit BatchNorm), the output layers
+        (the mask's and every stage's 1x1 convolution, the classifier) as smp's heads (Xavier);
+        the encoder keeps its own (or pretrained) weights."""
+        super().initialize()  # decoder; segmentation and classification heads as outputs
+        for part in (self.hypercolumn, self.image_context, self.segmentation_head[0]):
+            if part is not None:
+                init.initialize_decoder(part)
+        if self.stage_heads is not None:
+            init.initialize_head(self.stage_heads)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        self.check_input_shape_eagerly(x)
         size = x.shape[-2:]
         features = self.encoder(x)
         stages = self.decoder(features)

@@ -1,4 +1,5 @@
-"""One parametrised tester over SaltNet's variants and encoders, plus encoder weights."""
+"""SaltNet's variants, decoder, FLOPs and encoder weights (the one tester over every model salt
+offers, smp's SegmentationModel contract, is tests/models/test_contract.py)."""
 
 import itertools
 import time
@@ -9,6 +10,7 @@ import segmentation_models_pytorch as smp
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
+from segmentation_models_pytorch.decoders.unet.decoder import UnetDecoder, UnetDecoderBlock
 from torch.utils.flop_counter import FlopCounterMode
 
 from salt.core.config import CONFIG_DIR
@@ -77,21 +79,25 @@ def test_variant_shapes_and_one_training_step(
     assert changed
 
 
-def test_default_resnet34_full_depth():
-    net = SaltNet(classifier=True, deep_supervision=True, center=True).eval()
+def test_the_decoder_is_smps_returning_every_stage():
+    """smp's UnetDecoder and blocks: its own forward gives the last of the stages salt's gives;
+    salt's single SCSE per block squeezes an 8-channel stage to 4 channels (smp's 16x: none)."""
+    net = SaltNet("resnet18", encoder_depth=3, decoder_channels=[32, 16, 8], center=True).eval()
+    assert isinstance(net.decoder, UnetDecoder)
+    assert all(type(block) is UnetDecoderBlock for block in net.decoder.blocks)
     with torch.no_grad():
-        outputs = net(torch.randn(1, 1, 128, 128))
-    assert outputs["mask"].shape == (1, 1, 128, 128) and outputs["stage_masks"].shape[1] == 5
+        features = net.encoder(torch.randn(2, 1, 64, 64))
+        stages = net.decoder(features)
+        assert [s.shape[1:] for s in stages] == [(32, 16, 16), (16, 32, 32), (8, 64, 64)]
+        assert torch.equal(UnetDecoder.forward(net.decoder, features), stages[-1])
+    last = net.decoder.blocks[-1]
+    assert isinstance(last.attention1.attention, torch.nn.Identity)
+    assert last.attention2.attention.cSE[1].out_channels == 4
 
 
-def test_three_channels_and_channels_last():
-    net = SaltNet("resnet18", in_channels=3, encoder_depth=3, decoder_channels=[16, 8, 8]).eval()
-    x = torch.randn(2, 3, 128, 128)
-    with torch.no_grad():
-        reference = net(x)["mask"]
-        net = net.to(memory_format=torch.channels_last)
-        fast = net(x.contiguous(memory_format=torch.channels_last))["mask"]
-    assert torch.allclose(reference, fast, atol=1e-4)
+def test_decoder_channels_must_match_the_encoder_depth():
+    with pytest.raises(SaltError, match=r"model.decoder_channels needs 3 entries.*got 2"):
+        SaltNet("resnet18", encoder_depth=3, decoder_channels=[16, 8])
 
 
 def first_conv(net):
@@ -145,11 +151,10 @@ def test_head_dropout_comes_after_the_batchnorm():
     assert kinds.index("BatchNorm2d") < kinds.index("Dropout2d")
 
 
-def test_seed_unet_shapes_training_step_and_no_pretrained_weights():
+def test_seed_unet_trains_every_weight_and_has_no_pretrained_weights():
     torch.manual_seed(0)
     net = SeedUNet(base_filters=4, depth=3)
     outputs = net(torch.randn(2, 1, 128, 128))
-    assert set(outputs) == {"mask"} and outputs["mask"].shape == (2, 1, 128, 128)
     loss = SaltLoss(torch.nn.BCEWithLogitsLoss())(outputs, torch.ones(2, 1, 128, 128))["loss"]
     loss.backward()
     assert all(p.grad is not None for p in net.parameters())
