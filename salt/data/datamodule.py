@@ -193,9 +193,9 @@ class TGSDataModule(pl.LightningDataModule):
 
     def prepare_data(self) -> None:
         if self.synthetic and not (self.root / "train.csv").exists():
-            from salt.data.synthetic import generate
+            from salt.data.synthetic import generate_into_new_folder
 
-            generate(self.root, **self.synthetic)
+            generate_into_new_folder(self.root, **self.synthetic)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_tiles is not None:
