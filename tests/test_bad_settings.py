@@ -29,6 +29,11 @@ needs_no_gpu = pytest.mark.skipif(
 )
 
 
+def cases(*pairs):
+    """(override, error) pairs as parameters named by their override."""
+    return [pair if hasattr(pair, "id") else pytest.param(*pair, id=pair[0]) for pair in pairs]
+
+
 def files_under(folder: Path) -> set[str]:
     if not folder.exists():
         return set()
@@ -71,13 +76,13 @@ def train_command(synthetic_root: Path, run: Path, *overrides: str):
 
 @pytest.mark.parametrize(
     ("override", "error"),
-    [
+    cases(
         ("data.fold=7", "error: data.fold: must be in 0..4 (data.n_folds=5), got 7"),
         (
             "data.batch_size=0",
             "error: data.batch_size: must be a whole number of at least 1, got 0",
         ),
-    ],
+    ),
 )
 def test_train_refuses_a_bad_fold_or_batch_size_in_one_line(
     override, error, synthetic_root, tmp_path
@@ -191,7 +196,7 @@ def test_the_resnet34_experiment_runs_on_a_machine_without_a_gpu(synthetic_root,
 
 @pytest.mark.parametrize(
     ("override", "error"),
-    [
+    cases(
         ("data.n_folds=1", "data.n_folds: must be a whole number of at least 2, got 1"),
         ("data.n_folds=100", "data.n_folds: cannot split the 60 images of"),
         ("data.fold=abc", "data.fold: must be in 0..4 (data.n_folds=5), got 'abc'"),
@@ -210,7 +215,7 @@ def test_the_resnet34_experiment_runs_on_a_machine_without_a_gpu(synthetic_root,
         ("module.threshold=1.5", "module.threshold: must be a number between 0 and 1"),
         ("optim.lr=-0.01", "optim.lr: must be a number above 0, got -0.01"),
         ("oof_tta=[vflip]", "oof_tta: unknown 'vflip' (choose from none, hflip)"),
-    ],
+    ),
 )
 def test_bad_training_settings_are_one_line_before_anything_is_written(
     override, error, train_config, tmp_path, capsys
@@ -241,7 +246,7 @@ def predict_command(run: Path, data_root: Path, out: Path, *overrides: str):
 
 @pytest.mark.parametrize(
     ("override", "error"),
-    [
+    cases(
         ("tta=[vflip]", "error: tta: unknown 'vflip' (choose from none, hflip)"),
         (
             "threshold=abc",
@@ -251,7 +256,7 @@ def predict_command(run: Path, data_root: Path, out: Path, *overrides: str):
             "threshold=1.7",
             "error: threshold: must be a number between 0 and 1 (exclusive), got 1.7",
         ),
-    ],
+    ),
 )
 def test_predict_refuses_an_unknown_tta_or_a_threshold_outside_0_1(
     override, error, smoke_run, synthetic_root, tmp_path
@@ -280,7 +285,7 @@ def predict_config(*overrides: str):
 
 @pytest.mark.parametrize(
     ("override", "error"),
-    [
+    cases(
         ("salt_threshold=2", "salt_threshold: must be a number between 0 and 1 (exclusive), got 2"),
         ("threshold=0", "threshold: must be a number between 0 and 1 (exclusive), got 0"),
         ("min_size=-3", "min_size: must be a whole number of at least 0, got -3"),
@@ -297,8 +302,9 @@ def predict_config(*overrides: str):
             "device=cuda",
             "device: cuda asked for, but this machine has no CUDA GPU: pass device=auto or cpu",
             marks=needs_no_gpu,
+            id="device=cuda",
         ),
-    ],
+    ),
 )
 def test_bad_predict_settings_are_one_line_before_anything_is_written(
     override, error, smoke_run, synthetic_root, tmp_path, capsys
@@ -342,13 +348,13 @@ def test_predict_and_tune_name_runs_that_are_not_runs(smoke_run, synthetic_root,
 
 @pytest.mark.parametrize(
     ("override", "error"),
-    [
+    cases(
         ("salt_thresholds=[0.5,1.5]", "salt_thresholds: must be a number between 0 and 1"),
         ("salt_thresholds=[abc]", "salt_thresholds: must be a number between 0 and 1"),
         ("min_sizes=[-5]", "min_sizes: must be a whole number of at least 0, got -5"),
         ("min_areas=[abc]", "min_areas: must be a whole number of at least 0, got 'abc'"),
         ("min_sizes=5", "min_sizes: must be a list, e.g. min_sizes=[...], got 5"),
-    ],
+    ),
 )
 def test_bad_tune_settings_are_one_line_before_anything_is_written(
     override, error, smoke_run, tmp_path, capsys
