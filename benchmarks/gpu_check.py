@@ -259,8 +259,8 @@ class Check:
             f"{MAX_TIME_OVERRIDE}={max_time(budget)}",
             f"hydra.run.dir={run_dir}",
         )
-        if self.args.device == "cpu":
-            command.append("trainer=cpu")
+        # on cuda insist on the GPU: trainer=gpu alone would fall back to the CPU without one
+        command.append("trainer=cpu" if self.args.device == "cpu" else "trainer.accelerator=gpu")
         command += self.args.train_override
         self.run("train", command, budget + self.args.train_grace_minutes * 60)
         metrics = read_json(run_dir / "metrics.json")

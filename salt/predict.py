@@ -11,14 +11,18 @@ import numpy as np
 from omegaconf import DictConfig
 
 from salt.analysis.plots import write_prediction_plot
+from salt.core.checks import choice, choices, run_entries, whole_number
 from salt.core.config import CONFIG_DIR
 from salt.core.errors import SaltError, exit_on_salt_error, run_hydra_main
 from salt.core.files import write_npz
-from salt.core.rundir import RunDir, checkpoint_files
+from salt.core.rundir import CHECKPOINT_KINDS, RunDir, checkpoint_files
 from salt.data.io import load_test
 from salt.inference.postprocess import PostProcess, tuned_postprocess
 from salt.inference.submission import write_submission
 from salt.inference.tiles import TilePredictions, check_tta, predict_ensemble, resolve_device
+
+# autocast on a GPU (bf16, 16) or none (32); ignored on the CPU
+PRECISIONS = ("bf16-mixed", "16-mixed", "32-true", "bf16", "16", "32")
 
 
 def warn_if_tuned_on_other_weights(runs: list[str], kinds: list[str]) -> None:
@@ -37,11 +41,8 @@ def warn_if_tuned_on_other_weights(runs: list[str], kinds: list[str]) -> None:
 
 
 def postprocess_from(cfg: DictConfig, runs: list[str]) -> PostProcess:
-    if cfg.postprocess == "tuned":
-        return tuned_postprocess(runs[0])
-    if cfg.postprocess != "fixed":
-        raise SaltError(f"postprocess must be 'tuned' or 'fixed', got {cfg.postprocess!r}")
-    return PostProcess(
+    choice("postprocess", cfg.postprocess, ("tuned", "fixed"))
+    fixed = PostProcess(  # its values are checked (one-line errors naming them) even when tuned
         threshold=cfg.threshold,
         min_size=cfg.min_size,
         fill_holes=cfg.fill_holes,
@@ -49,6 +50,21 @@ def postprocess_from(cfg: DictConfig, runs: list[str]) -> PostProcess:
         min_area=cfg.min_area,
         salt_threshold=cfg.salt_threshold,
     )
+    return tuned_postprocess(runs[0]) if cfg.postprocess == "tuned" else fixed
+
+
+def check_settings(cfg: DictConfig) -> list[str]:
+    """The run entries of `runs=`; the other keys' bad values refused in one line before any
+    prediction (the output folders included, which would otherwise fail only at the end)."""
+    runs = run_entries("runs", cfg.runs)
+    choices("checkpoints", cfg.checkpoints, CHECKPOINT_KINDS)
+    whole_number("batch_size", cfg.batch_size, 1)
+    choice("precision", str(cfg.precision), PRECISIONS)
+    for key in ("out", "save_probabilities"):
+        path = Path(cfg[key]) if cfg.get(key) else None
+        if path is not None and not path.absolute().parent.is_dir():
+            raise SaltError(f"{path}: output folder {path.parent} does not exist")
+    return runs
 
 
 def save_probabilities(path: Path, ids: list[str], predictions: TilePredictions) -> None:
@@ -60,14 +76,14 @@ def save_probabilities(path: Path, ids: list[str], predictions: TilePredictions)
 
 
 def predict(cfg: DictConfig) -> Path:
-    runs = list(cfg.runs) if not isinstance(cfg.runs, str) else [cfg.runs]
+    runs = check_settings(cfg)
+    tta = check_tta(cfg.tta)
+    device = resolve_device(cfg.device)
     checkpoints = checkpoint_files(runs, list(cfg.checkpoints))
     postprocess = postprocess_from(cfg, runs)
     if cfg.postprocess == "tuned":
         warn_if_tuned_on_other_weights(runs, list(cfg.checkpoints))
-    tta = check_tta(list(cfg.tta))
     test = load_test(cfg.data.root)
-    device = resolve_device(cfg.device)
     print(f"predicting {len(test)} tiles with {len(checkpoints)} checkpoint(s) x {len(tta)} TTA")
     predictions = predict_ensemble(
         checkpoints,

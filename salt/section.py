@@ -95,7 +95,7 @@ def predict_section(
 ) -> dict:
     """Write OUT_DIR/probability.npy, mask.png and overlay.png; return a summary."""
     input_path, out_dir = Path(input_path), Path(out_dir)
-    tta = check_tta(tta)
+    tta = check_tta(tta, key="--tta")
     paths = checkpoint_files(runs, checkpoints)
     section = read_section(input_path, inline, crossline)
     truth_mask = None if truth is None else read_truth(Path(truth), section.shape)
@@ -107,7 +107,7 @@ def predict_section(
         check_stride(stride)
     except ValueError as error:
         raise SaltError(f"--{error}") from None
-    device = resolve_device(device)
+    device = resolve_device(device, key="--device")
     models = [load_model(path) for path in paths]  # each checkpoint once, for every strip
 
     def predict(tiles: np.ndarray) -> np.ndarray:

@@ -20,15 +20,17 @@ from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.utilities import rank_zero_only
 
 from salt.analysis.plots import plot_finished_run
+from salt.core.checks import positive_number, probability, trainer_settings, whole_number
 from salt.core.config import CONFIG_DIR
 from salt.core.errors import NonFiniteLossError, SaltError, exit_on_salt_error, run_hydra_main
 from salt.core.metrics import sweep_thresholds, tgs_score
 from salt.core.rundir import RunDir, metric_value
 from salt.data.datamodule import TGSDataModule
-from salt.inference.tiles import predict_tiles
+from salt.inference.tiles import check_tta, predict_tiles
 from salt.models.checkpoints import check_weights_fit, net_weights, read_checkpoint
 from salt.training.callbacks import CycleSWA
 from salt.training.loggers import log_config
+from salt.training.machine import fit_trainer_to_machine
 from salt.training.module import SaltModule, build_module
 from salt.training.resume import config_differences, last_checkpoint, trim_metrics_csv
 
@@ -116,14 +118,34 @@ def _start_checkpoint(cfg: DictConfig) -> tuple[Path | None, dict | None]:
     return None, None
 
 
+def check_settings(cfg: DictConfig) -> None:
+    """The run's own keys and the trainer's, refused in one line before anything is written
+    (the data keys are checked by the DataModule); the trainer fitted to the machine: a GPU
+    setting on a machine without one runs on the CPU, with a note."""
+    whole_number("seed", cfg.get("seed"), 0)
+    module = cfg.get("module") or {}
+    probability("module.threshold", module.get("threshold", 0.5))
+    whole_number(
+        "module.finite_check_every_n_steps", module.get("finite_check_every_n_steps", 10), 1
+    )
+    check_tta(cfg.get("oof_tta", ["none"]), key="oof_tta")
+    if cfg.get("optim") and "lr" in cfg.optim:
+        positive_number("optim.lr", cfg.optim.lr)
+    trainer_settings(cfg.trainer)
+    note = fit_trainer_to_machine(cfg.trainer)
+    if note:
+        _warn(note)
+
+
 def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """Fit one fold; write the run directory; return (metrics, objects) for callers and tests."""
     started = time.time()
+    check_settings(cfg)
     ckpt_path, start = _start_checkpoint(cfg)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     run = RunDir(output_dir)
-    pl.seed_everything(cfg.seed, workers=True)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)  # stderr: errors and warnings
 
     # a bad model, checkpoint or data root stops the run here, before it writes anything
     module = build_module(cfg)

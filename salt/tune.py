@@ -15,6 +15,7 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig
 
+from salt.core.checks import each, non_negative_whole_number, probability, run_entries
 from salt.core.config import CONFIG_DIR
 from salt.core.errors import SaltError, exit_on_salt_error, run_hydra_main
 from salt.core.metrics import sweep_thresholds, tgs_score
@@ -105,10 +106,20 @@ def save_tuned(
         RunDir(run).write_postprocess(payload)
 
 
+def check_settings(cfg: DictConfig) -> list[str]:
+    """The run entries of `runs=`; the candidate lists refused in one line when a value could
+    not be a setting (a size below 0, a threshold outside (0, 1))."""
+    runs = run_entries("runs", cfg.runs)
+    each("min_sizes", cfg.min_sizes, non_negative_whole_number)
+    each("min_areas", cfg.min_areas, non_negative_whole_number)
+    each("salt_thresholds", cfg.salt_thresholds, probability)
+    return runs
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="tune")
 @exit_on_salt_error
 def main(cfg: DictConfig) -> None:
-    entries = [cfg.runs] if isinstance(cfg.runs, str) else list(cfg.runs)
+    entries = check_settings(cfg)
     runs = [RunDir.of(entry).path for entry in entries]
     oof = load_out_of_fold(runs)
     postprocess, before, after = tune(oof, cfg)

@@ -164,3 +164,42 @@ def test_missing_inputs_are_one_line_errors(make_case, capsys, missing):
     assert exit_info.value.code == 1
     error = capsys.readouterr().err
     assert len(error.strip().splitlines()) == 1 and str(gone) in error
+
+
+def test_a_submission_missing_ids_is_refused_naming_how_many_and_one(make_case, tmp_path):
+    """Kaggle refuses a submission without every id: so does the score, instead of scoring the
+    ids it has; `--subset` scores those on purpose."""
+    truths, preds = random_case(8, seed=2)
+    submission, masks_dir = make_case(truths, preds)
+    table = pd.read_csv(submission, dtype=str, keep_default_na=False)
+    half = tmp_path / "half.csv"
+    table.iloc[::2].to_csv(half, index=False)
+    first_missing = sorted(table["id"].iloc[1::2])[0]
+    result = run_module("salt.evaluate", half, masks_dir)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        f"error: {half}: 4 of the 8 ids of {masks_dir} missing, e.g. {first_missing!r} "
+        "(a submission holds every id; --subset scores only the ones it has)"
+    ]
+    result = run_module("salt.evaluate", half, masks_dir, "--subset")
+    assert result.returncode == 0, result.stderr
+    expected = reference_score(truths[::2], preds[::2])
+    assert last_line(result.stdout) == f"score {expected:.4f}"
+
+
+def test_a_submission_with_unknown_ids_is_refused(make_case, capsys):
+    truths, preds = random_case(6, seed=3)
+    submission, masks_dir = make_case(truths, preds)
+    table = pd.read_csv(submission, dtype=str, keep_default_na=False)
+    extra = pd.DataFrame({"id": ["ffffffffff", "eeeeeeeeee"], "rle_mask": ["", "1 5"]})
+    pd.concat([table, extra]).to_csv(submission, index=False)
+    for argv in ([submission, masks_dir], [submission, masks_dir, "--subset"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main([str(a) for a in argv])
+        assert exit_info.value.code == 1
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert captured.err.strip().splitlines() == [
+            f"error: {submission}: 2 id(s) without a truth mask in {masks_dir}, e.g. "
+            f"'ffffffffff' (no {masks_dir / 'ffffffffff.png'})"
+        ]

@@ -24,12 +24,34 @@ class DataError(SaltError, ValueError):
         super().__init__(f"{self.path}: {problem}")
 
 
+class ConfigError(SaltError, ValueError):
+    """A config key (or command-line option) holding a value salt cannot use."""
+
+    def __init__(self, key: str, problem: str):
+        self.key = key
+        self.problem = problem
+        super().__init__(f"{key}: {problem}")
+
+
 def salt_error_in(error: BaseException | None) -> SaltError | None:
     """The SaltError behind `error`: itself, or the cause an exception wraps (Hydra's
-    `instantiate` wraps what a constructor raises in an InstantiationException)."""
+    `instantiate` wraps what a constructor raises in an InstantiationException). A mandatory
+    config value left unset (`runs: ???`) is one too."""
     while error is not None and not isinstance(error, SaltError):
+        missing = _missing_config_value(error)
+        if missing is not None:
+            return missing
         error = error.__cause__
     return error
+
+
+def _missing_config_value(error: BaseException) -> SaltError | None:
+    from omegaconf.errors import MissingMandatoryValue
+
+    if not isinstance(error, MissingMandatoryValue):
+        return None
+    key = getattr(error, "full_key", None) or "config"
+    return ConfigError(key, f"needs a value: pass {key}=...")
 
 
 def exit_on_salt_error(main: F) -> F:

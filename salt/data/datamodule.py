@@ -12,6 +12,8 @@ import torch
 from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, SequentialSampler
 
+from salt.core.checks import positive_number, whole_number
+from salt.core.errors import ConfigError
 from salt.data.dataset import TileDataset
 from salt.data.device_augment import BatchAugment
 from salt.data.device_loader import DeviceTileLoader, tiles_to_tensor
@@ -40,6 +42,42 @@ class SeededSampler(DistributedSampler):
     def __iter__(self):
         for index in super().__iter__():
             yield index, augmentation_seed(self.seed, self.epoch, index)
+
+
+SYNTHETIC_OPTIONS = ("n_train", "n_test", "seed")
+
+
+def check_settings(
+    fold: Any,
+    n_folds: Any,
+    batch_size: Any,
+    val_batch_size: Any,
+    num_workers: Any,
+    std: Any,
+    synthetic: Any,
+) -> None:
+    """The data keys that would otherwise fail deep inside a loader or the split, by name."""
+    whole_number("data.n_folds", n_folds, 2)
+    if not (isinstance(fold, int) and not isinstance(fold, bool) and 0 <= fold < n_folds):
+        raise ConfigError(
+            "data.fold", f"must be in 0..{n_folds - 1} (data.n_folds={n_folds}), got {fold!r}"
+        )
+    whole_number("data.batch_size", batch_size, 1)
+    whole_number("data.val_batch_size", val_batch_size, 1, also=(None,))
+    whole_number("data.num_workers", num_workers, 0)
+    positive_number("data.std", std)
+    if synthetic:
+        if not hasattr(synthetic, "items"):
+            raise ConfigError(
+                "data.synthetic", f"expected {{n_train: N, n_test: M, seed: S}}, got {synthetic!r}"
+            )
+        for key, value in synthetic.items():
+            if key not in SYNTHETIC_OPTIONS:
+                raise ConfigError(
+                    "data.synthetic",
+                    f"unknown option {key!r} (choose from {', '.join(SYNTHETIC_OPTIONS)})",
+                )
+            whole_number(f"data.synthetic.{key}", value, 0 if key != "n_train" else 1)
 
 
 class TGSDataModule(pl.LightningDataModule):
@@ -77,8 +115,7 @@ class TGSDataModule(pl.LightningDataModule):
         device_transform: BatchAugment | None = None,
     ):
         super().__init__()
-        if not 0 <= fold < n_folds:
-            raise ValueError(f"data.fold must be in 0..{n_folds - 1}, got {fold}")
+        check_settings(fold, n_folds, batch_size, val_batch_size, num_workers, std, synthetic)
         self.root = Path(root)
         self.fold, self.n_folds, self.fold_seed = fold, n_folds, fold_seed
         self.folds_csv = Path(folds_csv) if folds_csv else None
@@ -101,9 +138,9 @@ class TGSDataModule(pl.LightningDataModule):
 
     def prepare_data(self) -> None:
         if self.synthetic and not (self.root / "train.csv").exists():
-            from salt.data.synthetic import generate
+            from salt.data.synthetic import generate_into_new_folder
 
-            generate(self.root, **self.synthetic)
+            generate_into_new_folder(self.root, **self.synthetic)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_tiles is not None:
@@ -111,6 +148,11 @@ class TGSDataModule(pl.LightningDataModule):
         if self.synthetic and not (self.root / "train.csv").exists():
             self.prepare_data()  # a process that skipped prepare_data (e.g. a test calling setup)
         tiles = load_train(self.root)
+        if len(tiles.ids) < self.n_folds:
+            raise ConfigError(
+                "data.n_folds",
+                f"cannot split the {len(tiles.ids)} images of {self.root} into {self.n_folds} folds",
+            )
         if self.folds_csv is None:
             folds = make_folds(tiles.ids, tiles.truth, self.n_folds, self.fold_seed)
         else:

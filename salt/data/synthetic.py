@@ -17,11 +17,14 @@ same rendered as 8-bit grayscale like the tiles) and its truth `section_mask.png
 from __future__ import annotations
 
 import argparse
+import shutil
+import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from salt.core.errors import DataError
 from salt.core.files import atomic_path, write_text
 from salt.data.io import write_png
 from salt.data.padding import TILE
@@ -188,6 +191,40 @@ def generate(out_dir, n_train: int = 400, n_test: int = 100, seed: int = 0) -> P
         out / "sample_submission.csv", "id,rle_mask\n" + "".join(f"{i},1 1\n" for i in test_ids)
     )
     write_text(out / "train.csv", "id,rle_mask\n" + "".join(rows))  # last: marks a complete set
+    return out
+
+
+def generate_into_new_folder(out_dir, **options) -> Path:
+    """Generated data at `out_dir` for `data.synthetic`, never mixed with other files.
+
+    A folder with a train.csv is taken as it is. Otherwise `out_dir` must be missing or empty
+    (a folder holding anything else, such as a half-downloaded Kaggle set or a typo for one,
+    is refused in one line): the tiles are generated in a hidden sibling folder and renamed
+    into place, so an interrupted generation leaves no half-written data set behind, and
+    processes generating the same set at once (the folds of a parallel multirun) keep one.
+    """
+    out = Path(out_dir)
+    if (out / "train.csv").is_file():
+        return out
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise DataError(
+            out,
+            "not empty and has no train.csv: refusing to generate synthetic data into it "
+            "(pass data.root=DIR of a new or empty folder for generated data, or "
+            "data.synthetic=null to read this one as a Kaggle-layout data set)",
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        generate(staging, **options)
+        try:
+            staging.replace(out)  # over a missing or empty folder: one rename
+        except OSError:
+            if not (out / "train.csv").is_file():  # not another process's finished set
+                raise
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
     return out
 
 

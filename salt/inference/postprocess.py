@@ -9,8 +9,11 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
-from salt.core.errors import SaltError
+from salt.core.checks import choice, probability, whole_number
+from salt.core.errors import ConfigError, SaltError
 from salt.core.rundir import RunDir
+
+GATES = (None, "area", "classifier")
 
 
 @dataclass(frozen=True)
@@ -19,6 +22,8 @@ class PostProcess:
 
     `gate`: "area" empties masks with fewer than `min_area` salt pixels; "classifier" empties
     masks whose "has salt" probability is under `salt_threshold`; None keeps every mask.
+    A bad value is a ConfigError named by its field (salt.predict's keys have the same names):
+    the thresholds are numbers in (0, 1), the sizes whole numbers >= 0.
     """
 
     threshold: float = 0.5
@@ -29,8 +34,12 @@ class PostProcess:
     salt_threshold: float = 0.5
 
     def __post_init__(self):
-        if self.gate not in (None, "area", "classifier"):
-            raise ValueError(f"gate must be null, 'area' or 'classifier', got {self.gate!r}")
+        probability("threshold", self.threshold)
+        probability("salt_threshold", self.salt_threshold)
+        whole_number("min_size", self.min_size, 0)
+        whole_number("min_area", self.min_area, 0)
+        choice("fill_holes", self.fill_holes, (False, True))
+        choice("gate", self.gate, GATES)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -55,7 +64,10 @@ class PostProcess:
             masks[masks.reshape(len(masks), -1).sum(1) < self.min_area] = 0
         elif self.gate == "classifier":
             if salt_probabilities is None:
-                raise ValueError("gate='classifier' needs a model with a classifier head")
+                raise ConfigError(
+                    "gate",
+                    "classifier needs a model with a classifier head: pass gate=area or null",
+                )
             masks[np.asarray(salt_probabilities) < self.salt_threshold] = 0
         return masks
 

@@ -13,6 +13,8 @@ from rich.progress import track
 from torch import nn
 from torch.utils.data import DataLoader
 
+from salt.core.checks import choices
+from salt.core.errors import ConfigError
 from salt.data.dataset import TileDataset
 from salt.data.padding import crop_tile, pad_tiles
 from salt.models.checkpoints import load_net, read_checkpoint, tile_options
@@ -28,11 +30,9 @@ class TilePredictions:
     salt: np.ndarray | None = None
 
 
-def check_tta(tta: Sequence[str]) -> list[str]:
-    unknown = [name for name in tta if name not in TTA_TRANSFORMS]
-    if unknown or not tta:
-        raise ValueError(f"tta must be a non-empty list of {TTA_TRANSFORMS}, got {list(tta)}")
-    return list(tta)
+def check_tta(tta: Sequence[str], key: str = "tta") -> list[str]:
+    """The TTA names of config key `key`: a non-empty list of TTA_TRANSFORMS (a ConfigError)."""
+    return choices(key, tta, TTA_TRANSFORMS)
 
 
 def tta_forward(net: nn.Module, images: torch.Tensor, tta: Sequence[str]):
@@ -58,10 +58,23 @@ def tta_forward(net: nn.Module, images: torch.Tensor, tta: Sequence[str]):
     return masks / len(tta), has_salt
 
 
-def resolve_device(name: str) -> str:
-    """`auto` is cuda when a GPU is available, else cpu; any other name is kept."""
+def resolve_device(name: str, key: str = "device") -> str:
+    """`auto` is cuda when a GPU is available, else cpu; any other name is kept. A CUDA device
+    this machine does not have is a ConfigError naming `key`."""
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ConfigError(key, f"unknown device {name!r} (auto, cpu, cuda or cuda:N)") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if not count:
+            raise ConfigError(
+                key, f"{name} asked for, but this machine has no CUDA GPU: pass {key}=auto or cpu"
+            )
+        if device.index is not None and device.index >= count:
+            raise ConfigError(key, f"{name} asked for, but this machine has {count} CUDA GPU(s)")
     return name
 
 

@@ -3,6 +3,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from salt.core.errors import ConfigError
 from salt.data.datamodule import TGSDataModule
 from salt.data.dataset import TileDataset
 from salt.data.padding import PAD_BEFORE, crop_tile, pad_tile, pad_tiles
@@ -58,7 +59,9 @@ def test_datamodule_splits_one_fold_and_augments_only_training(train_config, tmp
 
 
 def test_datamodule_rejects_a_fold_out_of_range(synthetic_root):
-    with pytest.raises(ValueError, match="data.fold must be in 0..4"):
+    with pytest.raises(
+        ConfigError, match=r"data.fold: must be in 0\.\.4 \(data.n_folds=5\), got 5"
+    ):
         TGSDataModule(root=str(synthetic_root), fold=5)
 
 

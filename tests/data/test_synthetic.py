@@ -1,10 +1,14 @@
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pandas as pd
+import pytest
 
+from salt.core.errors import DataError
 from salt.data.io import load_test, load_train
 from salt.data.rle import rle_decode
-from salt.data.synthetic import generate, make_section
+from salt.data.synthetic import generate, generate_into_new_folder, make_section
 from tests.helpers.runs import run_module
 
 
@@ -92,3 +96,32 @@ def test_section_only_cli_writes_amplitudes_image_and_truth(tmp_path):
         cv2.imread(str(out / "section_mask.png"), cv2.IMREAD_UNCHANGED), mask * 255
     )
     assert np.corrcoef(amplitude.ravel(), image.ravel().astype(np.float32))[0, 1] > 0.95
+
+
+def test_generated_data_goes_only_into_a_new_or_empty_folder(tmp_path, monkeypatch):
+    new = generate_into_new_folder(tmp_path / "new" / "syn", n_train=6, n_test=2, seed=0)
+    assert len(load_train(new)) == 6
+    (tmp_path / "empty").mkdir()
+    assert len(load_train(generate_into_new_folder(tmp_path / "empty", n_train=6, n_test=2))) == 6
+    before = (new / "train.csv").stat().st_mtime_ns
+    assert generate_into_new_folder(new, n_train=9) == new  # a data set: taken as it is
+    assert (new / "train.csv").stat().st_mtime_ns == before
+
+    other = tmp_path / "download"
+    (other / "train").mkdir(parents=True)
+    (other / "depths.csv").write_text("id,z\n")
+    with pytest.raises(DataError) as error:
+        generate_into_new_folder(other, n_train=6, n_test=2)
+    assert str(error.value).startswith(
+        f"{other}: not empty and has no train.csv: refusing to generate synthetic data into it"
+    )
+    assert sorted(p.name for p in other.rglob("*")) == ["depths.csv", "train"]
+
+    def interrupted(out, **options):
+        (Path(out) / "train").mkdir()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("salt.data.synthetic.generate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        generate_into_new_folder(tmp_path / "cut" / "syn", n_train=6)
+    assert list((tmp_path / "cut").iterdir()) == []  # neither the folder nor a staging one

@@ -16,7 +16,7 @@ from hydra.utils import instantiate as hydra_instantiate
 import salt.data.datamodule
 import salt.train
 from salt.bench.syncs import HostSyncCounter
-from salt.data.datamodule import TileDataset
+from salt.data.dataset import TileDataset
 from salt.data.device_loader import DeviceTileLoader
 from salt.data.io import load_test
 from salt.inference.tiles import load_model, predict_tiles

@@ -121,7 +121,7 @@ def test_folds_train_at_the_same_time_and_a_failed_one_is_one_error_line(synthet
     assert last.startswith(
         f"error: 1 of 2 jobs failed: #0 data.fold=7 failed (exit 1), log {log}: "
     )
-    assert "data.fold must be in 0..4, got 7" in last
+    assert "data.fold: must be in 0..4 (data.n_folds=5), got 7" in last
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads /proc")

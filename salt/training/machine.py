@@ -1,0 +1,54 @@
+"""The trainer's accelerator and precision, fitted to the machine the run is on.
+
+`trainer=gpu` (what the GPU experiments such as `resnet34` use) asks for `accelerator: auto` at
+`bf16-mixed`: on a machine with a CUDA GPU that is the GPU at bf16; on one without, the run goes
+on on the CPU at 32-bit precision (the default trainer's) and says so in one line. An explicit
+`trainer.accelerator=gpu` without a GPU is refused in one line naming the fix.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from salt.core.errors import ConfigError
+
+# precisions meant for a GPU: on the CPU they are slow emulations or unsupported
+GPU_PRECISIONS = ("bf16-mixed", "16-mixed", "bf16-true", "16-true", "bf16", "16")
+CPU_PRECISION = "32-true"
+
+
+def fit_trainer_to_machine(trainer: Any, cuda_devices: int | None = None) -> str | None:
+    """Resolve `trainer.accelerator` and `trainer.precision` (a DictConfig, changed in place) for
+    a machine with `cuda_devices` CUDA GPUs (by default: this one's). Returns the note to show
+    when a GPU setting fell back to the CPU, else None; raises ConfigError for a GPU request
+    this machine cannot meet."""
+    if cuda_devices is None:
+        cuda_devices = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    accelerator = str(trainer.get("accelerator") or "auto")
+    precision = str(trainer.get("precision") or CPU_PRECISION)
+    if accelerator in ("gpu", "cuda") and not cuda_devices:
+        raise ConfigError(
+            "trainer.accelerator",
+            f"{accelerator} asked for, but this machine has no CUDA GPU: pass trainer=cpu "
+            "(or trainer.accelerator=auto: the GPU where there is one, else the CPU)",
+        )
+    if accelerator in ("gpu", "cuda", "auto") and cuda_devices:
+        devices = trainer.get("devices", 1)
+        if isinstance(devices, int) and not isinstance(devices, bool) and devices > cuda_devices:
+            raise ConfigError(
+                "trainer.devices",
+                f"{devices} GPUs asked for, but this machine has {cuda_devices}: "
+                f"pass trainer.devices={cuda_devices} or fewer",
+            )
+        return None
+    if accelerator == "auto" and precision in GPU_PRECISIONS:
+        trainer.accelerator = "cpu"
+        trainer.precision = CPU_PRECISION
+        return (
+            f"no CUDA GPU found: training on the CPU at 32-bit precision "
+            f"(trainer.precision={CPU_PRECISION}, not {precision}; trainer=cpu chooses this "
+            "without this note)"
+        )
+    return None

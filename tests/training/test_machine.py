@@ -1,0 +1,65 @@
+"""The trainer's accelerator and precision fitted to the machine (salt.training.machine)."""
+
+from __future__ import annotations
+
+import pytest
+from omegaconf import OmegaConf
+
+from salt.core.errors import ConfigError
+from salt.training.machine import fit_trainer_to_machine
+
+
+def trainer(**settings):
+    return OmegaConf.create(
+        {"accelerator": "auto", "precision": "32-true", "devices": 1, **settings}
+    )
+
+
+def test_gpu_precision_with_auto_falls_back_to_the_cpu_at_32_bit_without_a_gpu():
+    settings = trainer(precision="bf16-mixed")
+    note = fit_trainer_to_machine(settings, cuda_devices=0)
+    assert (settings.accelerator, settings.precision) == ("cpu", "32-true")
+    assert note is not None and note.startswith("no CUDA GPU found: training on the CPU")
+    assert "\n" not in note
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"precision": "bf16-mixed"},  # auto on a GPU machine: the GPU at bf16
+        {"accelerator": "gpu", "precision": "16-mixed"},
+        {"accelerator": "auto", "devices": 2},
+    ],
+)
+def test_a_machine_with_gpus_keeps_the_gpu_settings(settings):
+    config = trainer(**settings)
+    assert fit_trainer_to_machine(config, cuda_devices=2) is None
+    assert config == trainer(**settings)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {},  # the default trainer: auto at 32-true
+        {"accelerator": "cpu", "precision": "bf16-mixed"},  # bf16 on the CPU, asked for
+    ],
+)
+def test_cpu_settings_stay_as_they_are(settings):
+    config = trainer(**settings)
+    assert fit_trainer_to_machine(config, cuda_devices=0) is None
+    assert config == trainer(**settings)
+
+
+@pytest.mark.parametrize("accelerator", ["gpu", "cuda"])
+def test_an_explicit_gpu_without_one_is_refused_naming_the_fix(accelerator):
+    with pytest.raises(ConfigError) as error:
+        fit_trainer_to_machine(trainer(accelerator=accelerator), cuda_devices=0)
+    assert str(error.value) == (
+        f"trainer.accelerator: {accelerator} asked for, but this machine has no CUDA GPU: pass "
+        "trainer=cpu (or trainer.accelerator=auto: the GPU where there is one, else the CPU)"
+    )
+
+
+def test_more_gpus_than_the_machine_has_is_refused():
+    with pytest.raises(ConfigError, match=r"^trainer.devices: 4 GPUs asked for, but this "):
+        fit_trainer_to_machine(trainer(accelerator="gpu", devices=4), cuda_devices=1)
