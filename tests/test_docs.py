@@ -14,7 +14,8 @@ from tests.helpers.runs import REPO_ROOT
 
 DOCUMENTS = ("RELIABILITY.md", "README.md", "BENCHMARKS.md")
 # a test file in backticks, with a test and a parameter id or not: `tests/x/test_y.py::test_z[id]`
-NAMED = re.compile(r"`([\w./-]*test_\w+\.py)(?:::(\w+)(?:\[([^\]`]+)\])?)?`")
+# (an id may hold one level of brackets itself: `test_z[tta=[vflip]]`)
+NAMED = re.compile(r"`([\w./-]*test_\w+\.py)(?:::(\w+)(?:\[((?:[^\[\]`]|\[[^\]`]*\])+)\])?)?`")
 
 
 def named_tests(text: str) -> list[tuple[str, str | None, str | None]]:
@@ -67,10 +68,12 @@ def test_a_wrong_name_is_reported(tmp_path):
     )
     text = (
         "`tests/core/test_a.py::test_b`, `tests/core/test_a.py::test_b[one]`, "
+        "`tests/core/test_a.py::test_b[x=[one]]`, "
         "`tests/core/test_a.py`; wrong: `tests/core/test_a.py::test_c`, "
         "`tests/core/test_a.py::test_b[two]`, `tests/test_a.py::test_b`, `test_a.py::test_b`"
     )
     assert problems_in(text, tmp_path) == [
+        "tests/core/test_a.py::test_b[x=[one]]: no parameter id 'x=[one]' in tests/core/test_a.py",
         "tests/core/test_a.py::test_c: no such test in tests/core/test_a.py",
         "tests/core/test_a.py::test_b[two]: no parameter id 'two' in tests/core/test_a.py",
         "tests/test_a.py::test_b: no such file",
