@@ -41,7 +41,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install salt with its dev tools [TORCH=cpu|cuda] (redone when pyproject.toml changes)
 
-test: $(STAMP) ## run every test, the slow ones too (what CI runs; about 7 min on 2 idle cores)
+test: $(STAMP) ## run every test, the slow ones too (what CI runs; about 9 min on 2 idle cores)
 	$(PYTHON) -m pytest -q
 
 test-fast: $(STAMP) ## run the tests not marked slow (the quick check while working)
