@@ -131,6 +131,31 @@ def test_every_experiment_composes_and_builds(experiment):
     instantiate(cfg.data)  # no data is read until setup
 
 
+def test_resnet34_cpu_is_the_recipe_the_benchmarks_measured():
+    """BENCHMARKS.md's run F measured experiment=resnet34 with these overrides (its r34sym
+    arm); the experiment must compose to exactly that config, so its figures are its own."""
+    measured = [
+        "experiment=resnet34",
+        "trainer=cpu",
+        "module.channels_last=true",
+        "optim=adam",
+        "optim.lr=1e-3",
+        "sched.cycles=1",
+        "data.batch_size=16",
+        "loss.warm_start_epochs=2",
+        "loss.mask_loss.empty=symmetric",
+        "data.num_workers=0",
+        "data.persistent_workers=false",
+        "trainer.max_time=00:00:40:00",
+    ]
+    configs = []
+    for overrides in (["experiment=resnet34_cpu"], measured):
+        cfg = OmegaConf.to_container(compose_config("train", overrides))
+        del cfg["hydra"], cfg["experiment_name"]
+        configs.append(cfg)
+    assert configs[0] == configs[1]
+
+
 def test_oof_is_predicted_on_the_training_device_at_the_training_precision(
     train_config, monkeypatch
 ):

@@ -59,10 +59,15 @@ class CycleEndCallback(Callback):
 
     def on_train_end(self, trainer, pl_module) -> None:
         schedule = cosine_cycles(trainer)
-        if schedule is not None and schedule.completed_cycles() < schedule.cycles:
-            position = schedule.progress() * schedule.cycles
-            if position - int(position) >= CYCLE_END_TOLERANCE:
-                self._ended(trainer, pl_module, int(position) + 1)
+        if schedule is None:
+            return
+        # A time budget re-plans the steps after this callback's last batch hook (the module's
+        # hook runs later), so the last cycle can end with no batch hook left to see it.
+        completed = schedule.completed_cycles()
+        position = schedule.progress() * schedule.cycles
+        if completed < schedule.cycles and position - int(position) >= CYCLE_END_TOLERANCE:
+            completed = int(position) + 1
+        self._ended(trainer, pl_module, completed)
 
     def state_dict(self) -> dict[str, Any]:
         return {"cycles_seen": self.cycles_seen}

@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from salt.core.errors import ConfigError
+
 LOVASZ_ACTIVATIONS = ("relu", "elu+1")
 
 
@@ -131,6 +133,13 @@ class SaltLoss(nn.Module):
             raise ValueError(f"warm_start_epochs must be >= 0, got {warm_start_epochs}")
         if warm_start_epochs and warm_start_mask_loss is None:
             raise ValueError("warm_start_epochs needs a warm_start_mask_loss")
+        if isinstance(mask_loss, LovaszHinge) and mask_loss.empty == "skip":
+            raise ConfigError(
+                "loss.mask_loss.empty",
+                "skip alone leaves the tiles without salt with no mask loss; use "
+                "loss=lovasz_salt_bce (the hinge over the tiles with salt, BCE over every tile) "
+                "or empty=symmetric",
+            )
         self.mask_loss = mask_loss
         self.stage_loss = stage_loss if stage_loss is not None else nn.BCEWithLogitsLoss()
         self.stage_weight, self.classifier_weight = stage_weight, classifier_weight

@@ -8,7 +8,10 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from salt.core.config import CONFIG_DIR
+from salt.core.errors import ConfigError, salt_error_in
 from salt.training.losses import LovaszHinge, SaltLoss, WeightedSum, lovasz_hinge
+from salt.training.module import build_module
+from tests.helpers.runs import compose_config
 
 
 def brute_force_lovasz(logits, labels, activation="relu"):
@@ -237,3 +240,19 @@ def test_skip_remedy_is_the_mean_hinge_over_the_tiles_with_salt():
     assert symmetric.item() == pytest.approx((0.5 * (per_image.mean() + flipped)).item(), abs=1e-6)
     with pytest.raises(ValueError, match="empty must be one of"):
         LovaszHinge(empty="drop")
+
+
+def test_skip_alone_as_the_mask_loss_is_refused_naming_the_key_and_the_remedy():
+    """Run F's r34skip arm (BENCHMARKS.md): with nothing else on the fused mask, the tiles without
+    salt got no mask loss and the net filled them (validation 0.36). lovasz_salt_bce pairs it."""
+    with pytest.raises(ConfigError, match=r"^loss.mask_loss.empty: skip alone .*lovasz_salt_bce"):
+        SaltLoss(LovaszHinge(empty="skip"))
+    SaltLoss(
+        WeightedSum({"lovasz": LovaszHinge(empty="skip"), "bce": torch.nn.BCEWithLogitsLoss()})
+    )
+    assert isinstance(instantiate(compose_config("train", ["loss=lovasz_salt_bce"]).loss), SaltLoss)
+    overrides = ["experiment=smoke", "loss=deep_supervision", "loss.mask_loss.empty=skip"]
+    with pytest.raises(Exception) as raised:  # noqa: PT011 (Hydra wraps it; the cause is ours)
+        build_module(compose_config("train", overrides))
+    error = salt_error_in(raised.value)
+    assert isinstance(error, ConfigError) and error.key == "loss.mask_loss.empty"
