@@ -31,7 +31,6 @@ from omegaconf import OmegaConf
 
 from salt.core.config import CONFIG_DIR
 from salt.core.files import write_json
-from salt.core.metrics import tgs_score
 from salt.core.rundir import RunDir
 from salt.tune import tune
 
@@ -119,8 +118,7 @@ def score_arm(arm: Arm, run_dir: Path, tune_cfg) -> dict:
     run = RunDir(run_dir)
     metrics = run.read_metrics() or {}
     out_of_fold = run.read_oof()
-    at_half = float(tgs_score(out_of_fold["probabilities"] > 0.5, out_of_fold["masks"]))
-    postprocess, _, tuned = tune(out_of_fold, tune_cfg)
+    postprocess, at_half, tuned = tune(out_of_fold, tune_cfg)  # at_half: threshold 0.5
     if arm.bare:
         epochs, rate, source = metrics["epochs"], metrics["images_per_second"], "last"
     else:

@@ -27,7 +27,6 @@ from torch.optim.swa_utils import update_bn
 from salt.core.config import CONFIG_DIR
 from salt.core.errors import SaltError, exit_on_salt_error
 from salt.core.files import write_json
-from salt.core.metrics import tgs_score
 from salt.core.rundir import RunDir
 from salt.inference.tiles import check_tta, predict_tiles
 from salt.models.checkpoints import load_net, net_weights, read_checkpoint
@@ -91,8 +90,7 @@ def score_starts(run_dir: Path, starts: list[int], tta: list[str]) -> list[dict]
             "masks": masks,
             **({"salt": predictions.salt} if predictions.salt is not None else {}),
         }
-        at_half = float(tgs_score(predictions.masks > 0.5, masks > 0))
-        postprocess, _, tuned = tune(out_of_fold, tune_cfg)
+        postprocess, at_half, tuned = tune(out_of_fold, tune_cfg)  # at_half: threshold 0.5
         rows.append(
             {
                 "start_cycle": start,
