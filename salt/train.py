@@ -22,7 +22,13 @@ from pytorch_lightning.utilities import rank_zero_only
 from salt.analysis.plots import plot_finished_run
 from salt.core.checks import positive_number, probability, trainer_settings, whole_number
 from salt.core.config import CONFIG_DIR
-from salt.core.errors import NonFiniteLossError, SaltError, exit_on_salt_error, run_hydra_main
+from salt.core.errors import (
+    ConfigError,
+    NonFiniteLossError,
+    SaltError,
+    exit_on_salt_error,
+    run_hydra_main,
+)
 from salt.core.metrics import sweep_thresholds, tgs_score
 from salt.core.rundir import RunDir, metric_value
 from salt.data.datamodule import TGSDataModule
@@ -33,6 +39,26 @@ from salt.training.loggers import log_config
 from salt.training.machine import fit_trainer_to_machine
 from salt.training.module import SaltModule, build_module
 from salt.training.resume import config_differences, last_checkpoint, trim_metrics_csv
+
+# where oof.npz (and so salt.tune's post-processing and salt.predict's default weights) comes from
+OOF_WEIGHTS = ("auto", "swa", "best", "last")
+
+
+def choose_oof_weights(policy: str, swa_score: float | None, best_score: float | None) -> str:
+    """The checkpoint kind the OOF is predicted with under `oof_weights=policy`; a score is None
+    when the run has no such checkpoint.
+
+    auto: SWA, unless the best checkpoint validated higher; swa: SWA; best: the best checkpoint;
+    last: the weights training ended with. A missing SWA falls back to best, a missing best
+    to last.
+    """
+    if policy == "last":
+        return "last"
+    if policy == "best" or swa_score is None:
+        return "best" if best_score is not None else "last"
+    if policy == "swa" or best_score is None:
+        return "swa"
+    return "swa" if swa_score >= best_score else "best"
 
 
 def _instantiate_group(group: DictConfig | None) -> list[Any]:
@@ -129,6 +155,11 @@ def check_settings(cfg: DictConfig) -> None:
         "module.finite_check_every_n_steps", module.get("finite_check_every_n_steps", 10), 1
     )
     check_tta(cfg.get("oof_tta", ["none"]), key="oof_tta")
+    oof_weights = cfg.get("oof_weights", "auto")
+    if oof_weights not in OOF_WEIGHTS:
+        raise ConfigError(
+            "oof_weights", f"unknown {oof_weights!r} (choose from {', '.join(OOF_WEIGHTS)})"
+        )
     if cfg.get("optim") and "lr" in cfg.optim:
         positive_number("optim.lr", cfg.optim.lr)
     trainer_settings(cfg.trainer)
@@ -196,20 +227,28 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         "best_checkpoint": checkpoint.best_model_path if checkpoint else None,
         **{k.replace("/", "_"): float(v) for k, v in trainer.callback_metrics.items()},
     }
-    final_weights = module.net.state_dict()
+    # a copy: validating SWA below loads its weights into the same tensors
+    last_weights = {k: v.detach().clone() for k, v in module.net.state_dict().items()}
     swa = next((c for c in callbacks if isinstance(c, CycleSWA)), None)
+    swa_score = None
     if swa is not None and swa.path.is_file():
         swa_metrics = _validate(trainer, module, datamodule, swa.path)
-        metrics["swa_val_score"] = swa_metrics.get("val/score")
+        swa_score = swa_metrics.get("val/score")
+        metrics["swa_val_score"] = swa_score
         metrics["swa_val_best_score"] = swa_metrics.get("val/best_score")
         metrics["swa_checkpoint"] = str(swa.path)
+    best_path = checkpoint.best_model_path if checkpoint else None
+    best_score = metrics["best_val_score"] if best_path else None
+    source = choose_oof_weights(cfg.get("oof_weights", "auto"), swa_score, best_score)
+    metrics["oof_source"] = source
+    if source == "swa":
+        assert swa is not None
         final_weights = net_weights(read_checkpoint(swa.path))
-        metrics["oof_source"] = "swa"
-    elif checkpoint and checkpoint.best_model_path:
-        final_weights = net_weights(read_checkpoint(checkpoint.best_model_path))
-        metrics["oof_source"] = "best"
-    else:
-        metrics["oof_source"] = "last"
+    elif source == "best":
+        final_weights = net_weights(read_checkpoint(best_path))
+    else:  # the file salt.predict reads for "last", when the run saved one
+        last = run.last_checkpoint
+        final_weights = net_weights(read_checkpoint(last)) if last.is_file() else last_weights
     if cfg.get("oof", True) and trainer.is_global_zero:
         oof_metrics = save_out_of_fold(
             module,

@@ -147,6 +147,7 @@ def test_predict_uses_the_weights_tuning_saw_and_warns_about_others(
         "callbacks=snapshots",
         "sched.cycle_epochs=1",
         "trainer.max_epochs=3",
+        "oof_weights=swa",
     )
     assert metrics["oof_source"] == "swa"
     assert checkpoint_files([run]) == [run / "checkpoints" / "swa.ckpt"]

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 import salt.train
 from salt.core.config import CONFIG_DIR
 from salt.models.checkpoints import load_net
-from salt.train import train
+from salt.train import choose_oof_weights, train
 from salt.training.module import SaltModule, build_module
 from tests.helpers.runs import compose_config, run_module
 
@@ -101,7 +101,10 @@ def test_snapshots_and_swa_start_from_the_second_cycle_by_default(train_config, 
     snapshots = sorted((checkpoints / "snapshots").glob("cycle-*.ckpt"))
     # the first cycle's weights (the least trained) are neither kept nor averaged
     assert [p.name for p in snapshots] == ["cycle-001.ckpt", "cycle-002.ckpt"]
-    assert metrics["oof_source"] == "swa" and 0.0 <= metrics["swa_val_score"] <= 1.0
+    assert 0.0 <= metrics["swa_val_score"] <= 1.0
+    # oof_weights=auto: the OOF comes from SWA unless the best checkpoint validated higher
+    higher = "swa" if metrics["swa_val_score"] >= metrics["best_val_score"] else "best"
+    assert metrics["oof_source"] == higher
 
     def state(path):
         return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
@@ -114,6 +117,28 @@ def test_snapshots_and_swa_start_from_the_second_cycle_by_default(train_config, 
     assert not torch.allclose(
         swa[running_mean], (averaged[0][running_mean] + averaged[1][running_mean]) / 2
     )
+
+
+@pytest.mark.parametrize(
+    ("policy", "swa_score", "best_score", "source"),
+    [
+        ("auto", 0.7, 0.6, "swa"),
+        ("auto", 0.6, 0.6, "swa"),
+        ("auto", 0.5, 0.6, "best"),
+        ("auto", None, 0.6, "best"),
+        ("auto", None, None, "last"),
+        ("swa", 0.5, 0.6, "swa"),
+        ("swa", None, 0.6, "best"),
+        ("best", 0.7, 0.6, "best"),
+        ("best", 0.7, None, "last"),
+        ("last", 0.7, 0.6, "last"),
+    ],
+)
+def test_the_oof_weights_follow_the_policy_and_the_validation_scores(
+    policy, swa_score, best_score, source
+):
+    """A score of None: the run has no such checkpoint."""
+    assert choose_oof_weights(policy, swa_score, best_score) == source
 
 
 @pytest.mark.parametrize(

@@ -107,4 +107,5 @@ def test_a_time_budgeted_run_ends_annealed_at_its_last_cycle_end(
     assert restarts == [20], lr
     snapshots = sorted(p.name for p in (tmp_path / "run" / "checkpoints" / "snapshots").iterdir())
     assert snapshots == ["cycle-001.ckpt"]
-    assert metrics["oof_source"] == "swa"
+    assert (tmp_path / "run" / "checkpoints" / "swa.ckpt").is_file()
+    assert "swa_val_score" in metrics
