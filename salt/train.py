@@ -227,8 +227,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         "best_checkpoint": checkpoint.best_model_path if checkpoint else None,
         **{k.replace("/", "_"): float(v) for k, v in trainer.callback_metrics.items()},
     }
-    # a copy: validating SWA below loads its weights into the same tensors
-    last_weights = {k: v.detach().clone() for k, v in module.net.state_dict().items()}
+    last_weights = module.net.state_dict()
+    if cfg.get("oof_weights") == "last":  # validating SWA below loads its weights into these
+        last_weights = {k: v.detach().clone() for k, v in last_weights.items()}
     swa = next((c for c in callbacks if isinstance(c, CycleSWA)), None)
     swa_score = None
     if swa is not None and swa.path.is_file():
