@@ -20,15 +20,15 @@ from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.utilities import rank_zero_only
 
 from salt.analysis.plots import plot_finished_run
-from salt.core.checks import positive_number, probability, trainer_settings, whole_number
-from salt.core.config import CONFIG_DIR
-from salt.core.errors import (
-    ConfigError,
-    NonFiniteLossError,
-    SaltError,
-    exit_on_salt_error,
-    run_hydra_main,
+from salt.core.checks import (
+    choice,
+    positive_number,
+    probability,
+    trainer_settings,
+    whole_number,
 )
+from salt.core.config import CONFIG_DIR
+from salt.core.errors import NonFiniteLossError, SaltError, exit_on_salt_error, run_hydra_main
 from salt.core.metrics import sweep_thresholds, tgs_score
 from salt.core.rundir import RunDir, metric_value
 from salt.data.datamodule import TGSDataModule
@@ -155,11 +155,7 @@ def check_settings(cfg: DictConfig) -> None:
         "module.finite_check_every_n_steps", module.get("finite_check_every_n_steps", 10), 1
     )
     check_tta(cfg.get("oof_tta", ["none"]), key="oof_tta")
-    oof_weights = cfg.get("oof_weights", "auto")
-    if oof_weights not in OOF_WEIGHTS:
-        raise ConfigError(
-            "oof_weights", f"unknown {oof_weights!r} (choose from {', '.join(OOF_WEIGHTS)})"
-        )
+    choice("oof_weights", cfg.get("oof_weights", "auto"), OOF_WEIGHTS)
     if cfg.get("optim") and "lr" in cfg.optim:
         positive_number("optim.lr", cfg.optim.lr)
     trainer_settings(cfg.trainer)

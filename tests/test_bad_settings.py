@@ -215,7 +215,10 @@ def test_the_resnet34_experiment_runs_on_a_machine_without_a_gpu(synthetic_root,
         ("module.threshold=1.5", "module.threshold: must be a number between 0 and 1"),
         ("optim.lr=-0.01", "optim.lr: must be a number above 0, got -0.01"),
         ("oof_tta=[vflip]", "oof_tta: unknown 'vflip' (choose from none, hflip)"),
-        ("oof_weights=newest", "oof_weights: unknown 'newest' (choose from auto, swa, best, last)"),
+        (
+            "oof_weights=newest",
+            "oof_weights: unknown value 'newest' (choose from auto, swa, best, last)",
+        ),
     ),
 )
 def test_bad_training_settings_are_one_line_before_anything_is_written(
