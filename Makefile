@@ -25,7 +25,7 @@ comma := ,
 space := $(empty) $(empty)
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast lint typecheck demo train submit data bench bench-metric gpu-bundle gpu-check
+.PHONY: help install test test-fast test-multiprocess lint typecheck demo train submit data bench bench-metric gpu-bundle gpu-check
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -41,11 +41,17 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install salt with its dev tools [TORCH=cpu|cuda] (redone when pyproject.toml changes)
 
-test: $(STAMP) ## run every test, the slow ones too (what CI runs; about 9 min on 2 idle cores)
-	$(PYTHON) -m pytest -q
+# pytest-xdist: two workers, one per core (a test holds one core most of the time)
+PYTEST_WORKERS ?= 2
+
+test: $(STAMP) ## run every test on both cores, the slow and multi-process ones too (what CI runs)
+	$(PYTHON) -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal
 
 test-fast: $(STAMP) ## run the tests not marked slow (the quick check while working)
-	$(PYTHON) -m pytest -m "not slow" -q
+	$(PYTHON) -m pytest -m "not slow" -q -n $(PYTEST_WORKERS)
+
+test-multiprocess: $(STAMP) ## only the multi-process runs (DDP on gloo, two ranks, tests/distributed/)
+	$(PYTHON) -m pytest -m multiprocess -q
 
 lint: $(STAMP) ## ruff over the package and the tests
 	$(VENV)/bin/ruff check salt tests hydra_plugins benchmarks

@@ -13,6 +13,8 @@ Steps, each a subprocess of salt's own CLIs with its log in OUT/<step>.log:
   predict      `salt.predict` of the test folder into OUT/submission.csv
 OUT/results.json holds every figure and wall time; it is rewritten (atomically) after every step,
 so it exists even when a step fails: then `failed_steps` names it and the exit status is 1.
+The bench writes each figure as it measures it, so a bench that fails or runs out of its time
+(--bench-minutes) keeps the rows it measured: `bench` holds them with "complete": false.
 This file uses the standard library only: it must run before the wheelhouse is installed.
 """
 
@@ -79,6 +81,18 @@ def read_json(path: Path) -> dict:
         return json.loads(path.read_text())
     except ValueError as error:
         raise StepFailed(f"{path}: not JSON ({error})") from None
+
+
+def measured_so_far(path: Path) -> dict | None:
+    """The JSON at `path` as a killed or failed writer left it, None if it wrote none. salt
+    writes through a temporary file renamed over `path`: a kill leaves the previous whole file,
+    and the temporary one, removed here."""
+    for leftover in path.parent.glob(f".{path.name}.*.tmp*"):
+        leftover.unlink(missing_ok=True)
+    try:
+        return read_json(path)
+    except StepFailed:
+        return None
 
 
 def kill_group(process: subprocess.Popen) -> None:
@@ -219,7 +233,11 @@ class Check:
         self.results["environment"].update(json.loads(probe))
 
     def bench(self) -> None:
+        """The bench's figures into results.json. The bench rewrites WORK/bench.json after each
+        figure, so when it fails or times out, the figures it measured before are kept (its
+        "complete" is false) and the step fails, its reason saying how many rows were kept."""
         figures = self.args.work / "bench.json"
+        figures.unlink(missing_ok=True)  # no rows of an earlier run
         options = {
             "--device": self.args.device,
             "--precision": self.args.precision,
@@ -235,7 +253,12 @@ class Check:
         for variant in self.args.variant or BENCH_VARIANTS:
             command += ["--variant", variant]
         command += self.args.bench_override
-        self.run("bench", command, self.args.bench_minutes * 60)
+        try:
+            self.run("bench", command, self.args.bench_minutes * 60)
+        except StepFailed as error:
+            self.results["bench"] = measured_so_far(figures)
+            rows = len((self.results["bench"] or {}).get("rows", {}))
+            raise StepFailed(f"{error} (rows kept: {rows})" if rows else str(error)) from None
         self.results["bench"] = read_json(figures)
 
     def train_seconds(self) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,6 +11,16 @@ from omegaconf import DictConfig
 
 from salt.data.synthetic import generate
 from tests.helpers.runs import smoke_config, train_smoke
+
+
+def pytest_configure(config) -> None:
+    """Under pytest-xdist (`make test`: a worker per core) each worker and the processes its
+    tests start use one CPU thread: two workers of two threads each would contend for two cores."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        import torch
+
+        torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,7 @@
     commands (salt/train.py, predict.py, ...), salt.bench    anything
     salt.analysis    core, data, inference
     salt.sections    core, data, models, inference
-    salt.training    core, data, models
+    salt.training    core, data, models, inference (the end of a fit predicts the OOF)
     salt.inference   core, data, models; no Lightning (it predicts without a Trainer), so not
                      salt.data.datamodule, the LightningDataModule either
     salt.data        core
@@ -31,7 +31,7 @@ ALLOWED: dict[str, tuple[str, ...] | None] = {
     "core": (),
     "data": ("core",),
     "models": ("core",),
-    "training": ("core", "data", "models"),
+    "training": ("core", "data", "models", "inference"),
     "inference": ("core", "data", "models"),
     "sections": ("core", "data", "models", "inference"),
     "analysis": ("core", "data", "inference"),
@@ -161,18 +161,19 @@ def test_a_broken_rule_names_the_module_line_and_import(path, source, message, t
     assert len(problems) == 1 and message in problems[0], problems
 
 
-def test_the_config_module_alone_registers_the_salt_or_resolver():
+def test_the_config_module_alone_registers_the_resolvers():
     # Hydra commands, the bench and the tests compose configs after importing only this module
     script = (
         "import sys, salt.core.config; from omegaconf import OmegaConf; "
-        "assert OmegaConf.has_resolver('salt.or'); "
+        "assert all(OmegaConf.has_resolver(f'salt.{name}') for name in "
+        "('or', 'launch_time', 'on_rank_zero', 'rank_suffix')); "
         "print(' '.join(sorted(m for m in sys.modules if m.startswith('salt'))))"
     )
     result = subprocess.run(
         [sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["salt", "salt.core", "salt.core.config"]
+    assert result.stdout.split() == ["salt", "salt.core", "salt.core.config", "salt.core.launch"]
 
 
 def test_the_readme_layout_names_every_module():

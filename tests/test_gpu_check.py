@@ -68,6 +68,7 @@ def test_gpu_check_on_the_cpu_writes_every_figure_and_a_submission(synthetic_roo
     assert environment["device_name"].startswith("CPU") and environment["gpus"] == 0
     assert environment["torch"] and "cuda" in environment and environment["salt_commit"]
 
+    assert results["bench"]["complete"] is True
     rows = results["bench"]["rows"]
     variant = "train salt module.channels_last=false"
     for row in ("train bare", "train salt", variant, "predict bare", "predict salt"):
@@ -198,3 +199,60 @@ def test_the_training_budget_is_what_the_total_leaves_after_the_reserve(tmp_path
     check.args.train_minutes = 2.5
     assert check.train_seconds() == 150
     assert script.max_time(150) == "00:00:02:30" and script.max_time(3725) == "00:01:02:05"
+
+
+def fake_bench(tmp_path: Path, rows: list[str] | None, then: str) -> Path:
+    """A Python whose `-m salt.bench.throughput ... --json PATH` writes `rows` into PATH as the
+    bench does after measuring them ("complete": false; nothing when None), then runs `then`."""
+    write = ""
+    if rows is not None:
+        payload = {"complete": False, "rows": {row: {"images_per_s": 1.0} for row in rows}}
+        write = f"echo '{json.dumps(payload)}' > \"$2\"\n"
+    script = tmp_path / "python"
+    script.write_text(
+        "#!/usr/bin/env bash\n"
+        'while [ "$#" -gt 0 ] && [ "$1" != --json ]; do shift; done\n'
+        f"{write}{then}\n"
+    )
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    return script
+
+
+def bench_check(tmp_path: Path, python: Path):
+    """gpu_check's Check with fresh OUT and WORK folders, running the bench with `python`."""
+    script = load_script("gpu_check")
+    check = script.Check(script.parse_args(["--out", str(tmp_path / "out")]))
+    check.args.out.mkdir(parents=True)
+    check.args.work.mkdir()
+    check.args.python = str(python)
+    return check
+
+
+@pytest.mark.skipif(os.name != "posix", reason="the fake Python is a bash script")
+@pytest.mark.parametrize(
+    "then, reason", [("exec sleep 60", "timed out after 2 s"), ("exit 3", "exit status 3")]
+)
+def test_a_bench_that_times_out_or_fails_keeps_the_rows_it_measured(tmp_path, then, reason):
+    check = bench_check(tmp_path, fake_bench(tmp_path, ["train bare", "train salt"], then))
+    check.args.bench_minutes = 2 / 60
+    (check.args.work / ".bench.json.1a2b3c4d.tmp.json").write_text("{")  # a kill mid-write
+    check.step("bench", check.bench)
+
+    results = json.loads(check.path.read_text())
+    assert results["failed_steps"] == ["bench"]
+    step = results["steps"]["bench"]
+    assert step["status"] == "failed" and step["reason"] == f"{reason} (rows kept: 2)"
+    assert results["bench"]["complete"] is False
+    assert list(results["bench"]["rows"]) == ["train bare", "train salt"]
+    assert not list(check.args.work.glob(".bench.json.*"))
+
+
+@pytest.mark.skipif(os.name != "posix", reason="the fake Python is a bash script")
+def test_a_bench_that_measured_nothing_leaves_no_rows_of_an_earlier_run(tmp_path):
+    check = bench_check(tmp_path, fake_bench(tmp_path, None, "exit 1"))
+    (check.args.work / "bench.json").write_text('{"complete": true, "rows": {"train bare": {}}}')
+    check.step("bench", check.bench)
+
+    results = json.loads(check.path.read_text())
+    assert results["steps"]["bench"]["reason"] == "exit status 1"
+    assert results["bench"] is None

@@ -11,7 +11,8 @@ from omegaconf import OmegaConf
 import salt.train
 from salt.core.config import CONFIG_DIR
 from salt.models.checkpoints import load_net
-from salt.train import choose_oof_weights, train
+from salt.train import train
+from salt.training.finish import choose_oof_weights
 from salt.training.module import SaltModule, build_module
 from tests.helpers.runs import compose_config, run_module
 
@@ -186,12 +187,12 @@ def test_oof_is_predicted_on_the_training_device_at_the_training_precision(
 ):
     """As salt.predict runs (bf16 on a GPU), not in float32 wherever teardown left the module."""
     seen = {}
-    original = salt.train.predict_tiles
+    original = salt.training.finish.predict_tiles
 
     def spy(*args, **kwargs):
         seen.update(device=kwargs["device"], precision=kwargs["precision"])
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(salt.train, "predict_tiles", spy)
+    monkeypatch.setattr(salt.training.finish, "predict_tiles", spy)
     train(train_config("trainer.precision=bf16-mixed", "trainer.max_epochs=1", "plots=false"))
     assert seen == {"device": torch.device("cpu"), "precision": "bf16-mixed"}

@@ -5,21 +5,25 @@
 
 Train: salt's LightningModule under a Lightning Trainer against `zero_grad / forward / loss /
 backward / step` over the same net (in the same memory format), criterion, optimiser and
-in-memory batches. Predict:
-`salt.inference.tiles.predict_tiles` with flip TTA against two bare forwards (the tile and its flip)
-per batch of the same images. Repeats are interleaved, so drifts in machine load hit both alike.
-FLOPs per image are counted with torch's FlopCounterMode (training = 3x forward); the achieved
-rate is compared with a float32 matmul measured on the same device and, where known or given,
-with the device's nominal peak (Lightning's table of GPUs, or --peak-tflops). Each `--variant`
+in-memory batches. Predict: `salt.inference.tiles.predict_tiles` with flip TTA against two bare
+forwards (the tile and its flip) per batch of the same images. Repeats are interleaved, so drifts
+in machine load hit both alike. FLOPs per image are counted with torch's FlopCounterMode
+(training = 3x forward); the achieved rate is compared with a float32 matmul measured on the same
+device and, where known or given, with the device's nominal dense peak (`nominal_peak`: the
+H200s from `DENSE_PEAKS`, other GPUs from Lightning's table; or --peak-tflops). Each `--variant`
 (a `module.*` override such as `module.compile=true`, or `trainer.precision=...`) adds a salt
 training row measured in the same repeats, from the same weights and batches: the before and
-after of a fast-path setting. Host
-syncs per training step (values read back from the device, see `salt.bench.syncs`; not the
-optimizer's step counters, which live on the host) are counted in an extra untimed pass. The
-data rows time making one epoch of training batches on the device: per-sample albumentations in
-DataLoader workers (as configured) against `data.on_device` (tiles on the device, augmented there
-batch-wise). Without DATA_ROOT it generates a small data set. `--json PATH` also writes every
-figure to PATH (see `figures`), for scripts such as benchmarks/gpu_check.py.
+after of a fast-path setting. Each training row's module is built once and trained from the same
+weights in every repeat, so a compiled variant compiles once (its first repeat's warm-up, the
+one reported, holds the compilation). Host syncs per training step (values read back from the
+device, see `salt.bench.syncs`; not the optimizer's step counters, which live on the host) are
+counted in an extra untimed pass. The data rows time making one epoch of training batches on the
+device: per-sample albumentations in DataLoader workers (as configured) against `data.on_device`
+(tiles on the device, augmented there batch-wise). Without DATA_ROOT it generates a small data
+set. `--json PATH` also writes every figure to PATH (see `Figures`), for scripts such as
+benchmarks/gpu_check.py: the file is rewritten atomically each time a figure is measured, so a
+bench killed at any moment leaves valid JSON with every figure measured before the kill, and
+"complete": false until the run ends.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import platform
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -198,14 +203,44 @@ PRECISION_DTYPES = {
     "16-mixed": torch.float16,
     "32-true": torch.float32,
 }
+# Dense (no 2:4 sparsity) peaks per GPU in TFLOP/s, for the GPUs whose names Lightning's table
+# misses: torch names an H200 SXM "NVIDIA H200" and an H200 NVL "NVIDIA H200 NVL", where Lightning
+# matches only "h200 sxm1" and "h200 nvl1" (and lists those with sparsity). NVIDIA's H200
+# datasheet: the SXM has the H100 SXM's figures; the NVL 60 FP32, and 835 TF32 and 1671 BF16/FP16
+# with sparsity, halved here.
+DENSE_PEAKS: dict[str, dict[torch.dtype | str, float]] = {
+    "h200": {torch.float32: 66.9, "tfloat32": 494.7, torch.bfloat16: 989.4, torch.float16: 989.4},
+    "h200 nvl": {
+        torch.float32: 60.0,
+        "tfloat32": 417.5,
+        torch.bfloat16: 835.5,
+        torch.float16: 835.5,
+    },
+}
+
+
+def own_chip(name: str) -> str | None:
+    """The key of DENSE_PEAKS for the GPU named `name` (case ignored): "h200 nvl" for a name
+    with the words H200 and NVL, "h200" for another with the word H200 (a GH200 is not one);
+    None for any other GPU."""
+    words = name.lower().split()
+    if "h200" not in words:
+        return None
+    return "h200 nvl" if "nvl" in words else "h200"
 
 
 def nominal_peak(device: str, precision: str) -> float | None:
-    """The device's nominal dense peak in TFLOP/s for `precision`, from Lightning's table of
-    GPUs (`get_available_flops`); None for a CPU, or a GPU or precision it does not list."""
+    """The device's nominal dense peak in TFLOP/s for `precision`: DENSE_PEAKS for a GPU it
+    lists (`own_chip`), else Lightning's table of GPUs (`get_available_flops`); None for a CPU,
+    or a GPU or precision neither lists. float32 counts at the TF32 peak unless
+    torch.get_float32_matmul_precision() is "highest", as Lightning counts it."""
     dtype = PRECISION_DTYPES.get(precision)
     if dtype is None or torch.device(device).type != "cuda":
         return None
+    chip = own_chip(torch.cuda.get_device_name(device))
+    if chip is not None:
+        tf32 = dtype is torch.float32 and torch.get_float32_matmul_precision() != "highest"
+        return DENSE_PEAKS[chip].get("tfloat32" if tf32 else dtype)
     flops = get_available_flops(torch.device(device), dtype)
     return None if flops is None else flops / 1e12
 
@@ -274,13 +309,15 @@ def salt_predict(net: nn.Module, dataset, batch_size: int, device, precision) ->
 
 
 def train_variants(args, data_root: Path, overrides: list[str], template) -> dict:
-    """{row name: (module, precision)}: salt as configured, then one per `--variant`, all from
-    the template's weights."""
-    variants = {"train salt": (template, args.precision)}
+    """{row name: (module, precision)}: salt as configured, then one per `--variant`, each with a
+    module of its own holding the template's weights. A row's module is built once and trained
+    in every repeat (see `train_row`), so a compiled variant compiles once; the template itself
+    is never trained."""
+    variants = {"train salt": (copy.deepcopy(template), args.precision)}
     for variant in args.variant:
         key, _, value = variant.partition("=")
         if key == "trainer.precision":
-            variants[f"train salt {variant}"] = (template, value)
+            variants[f"train salt {variant}"] = (copy.deepcopy(template), value)
             continue
         if not key.startswith("module.") or not value:
             raise SystemExit(
@@ -291,6 +328,16 @@ def train_variants(args, data_root: Path, overrides: list[str], template) -> dic
         module.load_state_dict(template.state_dict())
         variants[f"train salt {variant}"] = (module, args.precision)
     return variants
+
+
+def train_row(
+    module, weights: dict, batches, device, precision: str, syncs: HostSyncCounter | None = None
+) -> _Timer:
+    """`lightning_loop` of `module` after loading `weights` into it in place: every repeat starts
+    from the same weights, and a net that `module` compiled in an earlier epoch (its
+    `module.compile` setting) stays compiled, so only the first call compiles."""
+    module.load_state_dict(weights)
+    return lightning_loop(module, batches, device, precision, syncs)
 
 
 def time_epoch(loader, warmup_batches: int = 1, device=None) -> float:
@@ -326,9 +373,10 @@ def time_epoch(loader, warmup_batches: int = 1, device=None) -> float:
     return images_seen / (time.perf_counter() - started)
 
 
-def data_rates(cfg, device: str, repeats: int) -> dict[str, float]:
-    """Images/s of one training epoch of batches, made by the per-sample CPU path (the config's
-    albumentations and workers, batches copied to `device`) and by the on-device path."""
+def data_rates(cfg, device: str, repeats: int) -> Iterator[tuple[str, float]]:
+    """(path, images/s) of one training epoch of batches, the median of `repeats` epochs, as each
+    path is measured: the per-sample CPU path (the config's albumentations and workers, batches
+    copied to `device`), then the on-device path."""
     cuda = torch.device(device).type == "cuda"
     per_sample = instantiate(cfg.data, pin_memory=cuda)
     per_sample.setup("fit")
@@ -338,62 +386,175 @@ def data_rates(cfg, device: str, repeats: int) -> dict[str, float]:
         f"data per-sample, {cfg.data.num_workers} workers": (per_sample.train_dataloader(), device),
         "data on device": (on_device.train_dataloader().to(device), None),
     }
-    rates = {}
     for name, (loader, target) in loaders.items():
         runs = []
         for epoch in range(repeats):
             loader.sampler.set_epoch(epoch)
             runs.append(time_epoch(loader, device=target))
-        rates[name] = statistics.median(runs)
-    return rates
+        yield name, statistics.median(runs)
 
 
-def count_syncs_per_step(variants: dict, template, batches, device: str, precision: str) -> dict:
-    """Host syncs per timed training step of the bare loop and of every salt row."""
+def count_syncs_per_step(
+    variants: dict, template, weights: dict, batches, device: str, precision: str
+) -> Iterator[tuple[str, float]]:
+    """(row, host syncs per timed training step) of the bare loop, then of every salt row (its own
+    module from `weights`, see `train_row`), as each is counted."""
     steps = len(batches) - WARMUP_BATCHES
-    counted = {}
     syncs = HostSyncCounter(device)
     bare_loop(copy.deepcopy(template), batches, device, precision, syncs)
-    counted["train bare"] = syncs.total / steps
+    yield "train bare", syncs.total / steps
     for name, (module, row_precision) in variants.items():
         syncs = HostSyncCounter(device)
-        lightning_loop(copy.deepcopy(module), batches, device, row_precision, syncs)
-        counted[name] = syncs.total / steps
-    return counted
+        train_row(module, weights, batches, device, row_precision, syncs)
+        yield name, syncs.total / steps
 
 
-def figures(args, cfg, rates, warmups, syncs, data, flops, measured_peak, precisions) -> dict:
-    """Every figure of the run as plain values: per row its median images/s, TFLOP/s, fraction of
-    the nominal peak of its precision (null where unknown), host syncs per step and warm-up."""
-    rows = {}
-    for name, values in rates.items():
-        factor = 3 if name.startswith("train") else 2
-        tflops = statistics.median(values) * factor * flops / 1e12
-        peak = args.peak_tflops or nominal_peak(args.device, precisions.get(name, args.precision))
-        rows[name] = {
-            "images_per_s": statistics.median(values),
-            "tflops": tflops,
-            "fraction_of_peak": tflops / peak if peak else None,
-            "syncs_per_step": syncs.get(name),
-            "warmup_s": statistics.median(warmups[name]) if name in warmups else None,
-            "repeats": values,
+class Figures:
+    """The run's figures, gathered as they are measured; `payload()` gives them as plain values.
+
+    With `args.json`, every `add_rate`, `add_syncs`, `add_data`, `add_matmul` and `finish`
+    rewrites that file whole (`salt.core.files.write_json`: a temporary file renamed over it),
+    so a run killed at any moment leaves valid JSON with every figure measured before the kill
+    and "complete": false; `finish()` sets it true.
+    """
+
+    def __init__(self, args, cfg, flops: float, precisions: dict[str, str]):
+        self.args, self.cfg, self.flops = args, cfg, flops
+        self.precisions = precisions  # of the training rows; the others run at args.precision
+        self.peaks = {
+            precision: args.peak_tflops or nominal_peak(args.device, precision)
+            for precision in {args.precision, *precisions.values()}
         }
-    return {
-        "device": device_name(args.device),
-        "torch": torch.__version__,
-        "experiment": args.experiment,
-        "encoder": cfg.model.encoder_name,
-        "precision": args.precision,
-        "train_batch_size": cfg.data.batch_size,
-        "timed_batches": args.batches - WARMUP_BATCHES,
-        "predict_images": args.predict_images,
-        "repeats": args.repeats,
-        "gflop_per_image_forward": flops / 1e9,
-        "nominal_peak_tflops": args.peak_tflops or nominal_peak(args.device, args.precision),
-        "measured_fp32_matmul_tflops": measured_peak,
-        "rows": rows,
-        "data_images_per_s": data,
-    }
+        self.rates: dict[str, list[float]] = {}
+        self.warmups: dict[str, float] = {}
+        self.syncs: dict[str, float] = {}
+        self.data: dict[str, float] = {}
+        self.measured_peak: float | None = None
+        self.complete = False
+
+    def add_rate(self, row: str, images_per_s: float, warmup_s: float | None = None) -> None:
+        """One repeat's images/s of `row`; its warm-up seconds are kept from the first repeat
+        only, the one that compiles."""
+        self.rates.setdefault(row, []).append(images_per_s)
+        if warmup_s is not None:
+            self.warmups.setdefault(row, warmup_s)
+        self.save()
+
+    def add_syncs(self, row: str, per_step: float) -> None:
+        self.syncs[row] = per_step
+        self.save()
+
+    def add_data(self, path: str, images_per_s: float) -> None:
+        self.data[path] = images_per_s
+        self.save()
+
+    def add_matmul(self, tflops: float) -> None:
+        self.measured_peak = tflops
+        self.save()
+
+    def finish(self) -> None:
+        self.complete = True
+        self.save()
+
+    def save(self) -> None:
+        if self.args.json:
+            write_json(self.args.json, self.payload())
+
+    def median(self, row: str) -> float:
+        return statistics.median(self.rates[row])
+
+    def tflops(self, row: str) -> float:
+        """Achieved TFLOP/s of `row`: training counts 3 forward passes per image, prediction 2
+        (the tile and its flip)."""
+        return self.median(row) * (3 if row.startswith("train") else 2) * self.flops / 1e12
+
+    def peak(self, precision: str) -> float | None:
+        """The nominal peak at `precision` (--peak-tflops if given, else `nominal_peak`)."""
+        return self.peaks[precision]
+
+    def row(self, name: str) -> dict:
+        peak = self.peak(self.precisions.get(name, self.args.precision))
+        return {
+            "images_per_s": self.median(name),
+            "tflops": self.tflops(name),
+            "fraction_of_peak": self.tflops(name) / peak if peak else None,
+            "syncs_per_step": self.syncs.get(name),
+            "warmup_s": self.warmups.get(name),
+            "repeats": self.rates[name],
+        }
+
+    def payload(self) -> dict:
+        """Every figure so far as plain values. Per measured row: its median images/s,
+        TFLOP/s, fraction of the nominal peak of its precision (null where unknown), host syncs
+        per step (null until counted), the first repeat's warm-up seconds (salt's training rows;
+        compilation included) and every repeat's images/s. Rows not yet measured are absent."""
+        args, cfg = self.args, self.cfg
+        return {
+            "complete": self.complete,
+            "device": device_name(args.device),
+            "torch": torch.__version__,
+            "experiment": args.experiment,
+            "encoder": cfg.model.encoder_name,
+            "precision": args.precision,
+            "train_batch_size": cfg.data.batch_size,
+            "timed_batches": args.batches - WARMUP_BATCHES,
+            "predict_images": args.predict_images,
+            "repeats": args.repeats,
+            "gflop_per_image_forward": self.flops / 1e9,
+            "nominal_peak_tflops": self.peak(args.precision),
+            "measured_fp32_matmul_tflops": self.measured_peak,
+            "rows": {name: self.row(name) for name in self.rates},
+            "data_images_per_s": self.data,
+        }
+
+
+def print_report(
+    figures: Figures, train_rows: list[str], shapes: dict, unet_flops: float, encoder: str
+) -> None:
+    """The table of rows, the ratios to the bare loops and the fractions of the peaks, from the
+    figures of a finished run; `shapes` holds train_batch, predict_batch and predict_images."""
+    args, flops, rates = figures.args, figures.flops, figures.rates
+    print(
+        f"device: {device_name(args.device)}; torch {torch.__version__}; "
+        f"experiment={args.experiment} encoder={figures.cfg.model.encoder_name} "
+        f"precision={args.precision}"
+    )
+    print(
+        f"train batch {shapes['train_batch']} x {args.batches - WARMUP_BATCHES} timed batches; "
+        f"predict batch {shapes['predict_batch']} x {shapes['predict_images']} images with flip "
+        f"TTA; median of {args.repeats} interleaved repeats; {flops / 1e9:.2f} GFLOP per image "
+        "forward"
+    )
+    width = max(14, *(len(name) + 2 for name in [*rates, *figures.data]))
+    print(
+        f"{'loop':<{width}}{'images/s':>10}{'TFLOP/s':>10}{'syncs/step':>12}{'warm-up s':>11}"
+        f"{'all repeats':>26}"
+    )
+    for name, values in rates.items():
+        runs = "  ".join(f"{v:.1f}" for v in values)
+        sync = f"{figures.syncs[name]:.1f}" if name in figures.syncs else "-"
+        warmup = f"{figures.warmups[name]:.1f}" if name in figures.warmups else "-"
+        print(
+            f"{name:<{width}}{figures.median(name):>10.1f}{figures.tflops(name):>10.3f}"
+            f"{sync:>12}{warmup:>11}{runs:>26}"
+        )
+    for name, rate in figures.data.items():
+        print(f"{name:<{width}}{rate:>10.1f}")
+    for name in train_rows:
+        ratio = figures.median(name) / figures.median("train bare")
+        print(f"ratio {name.replace('train salt', 'train salt/bare', 1)} {ratio:.3f}")
+    predict_ratio = figures.median("predict salt") / figures.median("predict bare")
+    print(f"ratio predict salt/bare {predict_ratio:.3f}")
+    print(flops_line(flops, unet_flops, encoder))
+    measured, peak = figures.measured_peak, figures.peak(args.precision)
+    assert measured is not None  # the report follows Figures.finish
+    print(f"fp32 matmul measured here: {measured:.3f} TFLOP/s")
+    for task in ("train", "predict"):
+        value = figures.tflops(f"{task} salt")
+        line = f"{task} achieves {value / measured:.1%} of the measured fp32 matmul"
+        if peak:
+            line += f", {value / peak:.2%} of the nominal {peak:g} TFLOP/s peak"
+        print(line)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -412,7 +573,9 @@ def main(argv: list[str] | None = None) -> None:
         default=[],
         help="another salt training row, e.g. module.compile=true or trainer.precision=bf16-mixed",
     )
-    parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
+    parser.add_argument(
+        "--json", type=Path, help="also write every figure to this JSON file, as it is measured"
+    )
     parser.add_argument(
         "--flops", action="store_true", help="print the forward FLOPs against smp.Unet and stop"
     )
@@ -439,8 +602,8 @@ def main(argv: list[str] | None = None) -> None:
     batches = fixed_batches(cfg, args.batches)
     pl.seed_everything(0, verbose=False)
     template = build_module(cfg)
+    weights = copy.deepcopy(template.state_dict())
     variants = train_variants(args, data_root, overrides, template)
-    batch_size = cfg.data.batch_size
     train_images = sum(len(b[0]) for b in batches[WARMUP_BATCHES:])
 
     tiles = load_train(data_root).images
@@ -449,73 +612,36 @@ def main(argv: list[str] | None = None) -> None:
     predict_batch = cfg.data.val_batch_size
     padded = torch.stack([dataset[i][0] for i in range(len(dataset))]).split(predict_batch)
 
-    rows = ["train bare", *variants, "predict bare", "predict salt"]
-    rates: dict[str, list[float]] = {k: [] for k in rows}
-    warmups: dict[str, list[float]] = {k: [] for k in variants}
+    flops, unet_flops, reference_encoder = flops_against_unet(template.net, cfg, args.device)
+    precisions = {name: precision for name, (_, precision) in variants.items()}
+    figures = Figures(args, cfg, flops, precisions)
     for _ in range(args.repeats):
         seconds = bare_loop(copy.deepcopy(template), batches, args.device, args.precision)
-        rates["train bare"].append(train_images / seconds)
+        figures.add_rate("train bare", train_images / seconds)
         for name, (module, precision) in variants.items():
-            timer = lightning_loop(copy.deepcopy(module), batches, args.device, precision)
-            rates[name].append(train_images / timer.seconds)
-            warmups[name].append(timer.warmup_seconds)
+            timer = train_row(module, weights, batches, args.device, precision)
+            figures.add_rate(name, train_images / timer.seconds, timer.warmup_seconds)
         net = copy.deepcopy(template.net)
         seconds = bare_predict(net, list(padded), args.device, args.precision)
-        rates["predict bare"].append(len(dataset) / seconds)
+        figures.add_rate("predict bare", len(dataset) / seconds)
         seconds = salt_predict(net, dataset, predict_batch, args.device, args.precision)
-        rates["predict salt"].append(len(dataset) / seconds)
-    median = {k: statistics.median(v) for k, v in rates.items()}
-    syncs = count_syncs_per_step(variants, template, batches, args.device, args.precision)
-    data = data_rates(cfg, args.device, args.repeats)
+        figures.add_rate("predict salt", len(dataset) / seconds)
+    for name, per_step in count_syncs_per_step(
+        variants, template, weights, batches, args.device, args.precision
+    ):
+        figures.add_syncs(name, per_step)
+    for name, rate in data_rates(cfg, args.device, args.repeats):
+        figures.add_data(name, rate)
+    figures.add_matmul(matmul_tflops(args.device))
+    figures.finish()
 
-    flops, unet_flops, reference_encoder = flops_against_unet(template.net, cfg, args.device)
-    measured_peak = matmul_tflops(args.device)
-    peak = args.peak_tflops or nominal_peak(args.device, args.precision)
-    achieved = {
-        "train": median["train salt"] * 3 * flops / 1e12,
-        "predict": median["predict salt"] * 2 * flops / 1e12,
+    shapes = {
+        "train_batch": cfg.data.batch_size,
+        "predict_batch": predict_batch,
+        "predict_images": len(dataset),
     }
-    print(
-        f"device: {device_name(args.device)}; torch {torch.__version__}; "
-        f"experiment={args.experiment} encoder={cfg.model.encoder_name} precision={args.precision}"
-    )
-    print(
-        f"train batch {batch_size} x {args.batches - WARMUP_BATCHES} timed batches; predict batch "
-        f"{predict_batch} x {len(dataset)} images with flip TTA; median of {args.repeats} "
-        f"interleaved repeats; {flops / 1e9:.2f} GFLOP per image forward"
-    )
-    width = max(14, *(len(name) + 2 for name in [*rows, *data]))
-    print(
-        f"{'loop':<{width}}{'images/s':>10}{'TFLOP/s':>10}{'syncs/step':>12}{'warm-up s':>11}"
-        f"{'all repeats':>26}"
-    )
-    for name, values in rates.items():
-        factor = 3 if name.startswith("train") else 2
-        tflops = statistics.median(values) * factor * flops / 1e12
-        runs = "  ".join(f"{v:.1f}" for v in values)
-        sync = f"{syncs[name]:.1f}" if name in syncs else "-"
-        warmup = f"{statistics.median(warmups[name]):.1f}" if name in warmups else "-"
-        print(
-            f"{name:<{width}}{statistics.median(values):>10.1f}{tflops:>10.3f}{sync:>12}"
-            f"{warmup:>11}{runs:>26}"
-        )
-    for name, rate in data.items():
-        print(f"{name:<{width}}{rate:>10.1f}")
-    for name in variants:
-        ratio = median[name] / median["train bare"]
-        print(f"ratio {name.replace('train salt', 'train salt/bare', 1)} {ratio:.3f}")
-    print(f"ratio predict salt/bare {median['predict salt'] / median['predict bare']:.3f}")
-    print(flops_line(flops, unet_flops, reference_encoder))
-    print(f"fp32 matmul measured here: {measured_peak:.3f} TFLOP/s")
-    for task, value in achieved.items():
-        line = f"{task} achieves {value / measured_peak:.1%} of the measured fp32 matmul"
-        if peak:
-            line += f", {value / peak:.2%} of the nominal {peak:g} TFLOP/s peak"
-        print(line)
+    print_report(figures, list(variants), shapes, unet_flops, reference_encoder)
     if args.json:
-        precisions = {name: precision for name, (_, precision) in variants.items()}
-        payload = figures(args, cfg, rates, warmups, syncs, data, flops, measured_peak, precisions)
-        write_json(args.json, payload)
         print(f"wrote {args.json}")
 
 

@@ -9,7 +9,8 @@ salt finds them beside its own files, and a source checkout (an editable install
 Your own config folder goes on Hydra's search path, in front of salt's, without copying ours:
 `salt-train hydra.searchpath=[file:///path/to/my_conf] experiment=mine`.
 
-Importing this module also registers the `salt.or` resolver the configs use.
+Importing this module also registers the resolvers the configs use: `salt.or` here, and
+salt.core.launch's (`salt.launch_time`, `salt.on_rank_zero`, `salt.rank_suffix`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from omegaconf import OmegaConf
+
+import salt.core.launch  # noqa: F401  (registers the launch resolvers)
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent  # salt/
 

@@ -252,10 +252,12 @@ def sweep_thresholds(
 
     `probs` and `truth` are numpy arrays or tensors shaped (N, H, W) or (N, 1, H, W); they are
     converted a chunk of images at a time, so memory stays bounded for many thousands of images.
+    The score is of these images alone: no other process of a distributed run takes part (one
+    rank can call it while the others wait elsewhere).
     """
     if len(probs) != len(truth):
         raise ValueError(f"probs and truth differ in length: {len(probs)} vs {len(truth)}")
-    sweep = TGSScoreSweep(thresholds)
+    sweep = TGSScoreSweep(thresholds, sync_on_compute=False)
     for start in range(0, len(probs), images_per_chunk):
         stop = start + images_per_chunk
         sweep.update(_as_tensor(probs[start:stop]), _as_tensor(truth[start:stop]))

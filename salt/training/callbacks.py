@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, cast
 
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import Callback
+import torch
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, update_bn
 
+from salt.training.distributed import broadcast
 from salt.training.schedules import cosine_cycles
 
 # a run stopped (by its time budget) this far into its last cycle counts that cycle as ended
@@ -19,6 +22,26 @@ CYCLE_END_TOLERANCE = 0.9
 def segmentation_net(pl_module: pl.LightningModule) -> nn.Module:
     """The net a SaltModule trains (to mypy, `pl_module.net` is any `Tensor | Module` attribute)."""
     return cast(nn.Module, pl_module.net)
+
+
+def average_batchnorm_statistics(trainer: pl.Trainer, net: nn.Module) -> None:
+    """Every BatchNorm layer's running mean and variance replaced by their mean over the ranks, in
+    one collective (nothing to do in one process)."""
+    if trainer.world_size == 1:
+        return
+    statistics = [
+        buffer
+        for module in net.modules()
+        if isinstance(module, nn.modules.batchnorm._BatchNorm)
+        for buffer in (module.running_mean, module.running_var)
+        if buffer is not None
+    ]
+    if not statistics:
+        return
+    flat = torch.cat([buffer.detach().flatten().float() for buffer in statistics])
+    flat = trainer.strategy.reduce(flat, reduce_op="mean")
+    for buffer, mean in zip(statistics, flat.split([b.numel() for b in statistics])):
+        buffer.copy_(mean.view_as(buffer))
 
 
 class CycleEndCallback(Callback):
@@ -83,6 +106,9 @@ class CycleSnapshots(CycleEndCallback):
         super().__init__(start_cycle, every_n_epochs)
         self.dirpath = Path(dirpath)
 
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self.dirpath = Path(broadcast(trainer, str(self.dirpath)))  # rank 0's run directory
+
     def on_cycle_end(self, trainer, pl_module, cycle: int) -> None:
         trainer.save_checkpoint(self.dirpath / f"cycle-{cycle:03d}.ckpt", weights_only=True)
 
@@ -98,6 +124,11 @@ class CycleSWA(CycleEndCallback):
     over the training data and it is saved as `dirpath/filename.ckpt`, a normal checkpoint whose
     `state_dict` holds the averaged weights. The average is part of the callback state, so a
     resumed run keeps it.
+
+    Under DDP every rank averages the same weights; each recomputes the BatchNorm statistics on
+    its share of the training data, then the shares' statistics are averaged across ranks (the
+    shares have equal batch counts, so this is the statistics of the whole data), and every rank
+    holds the same averaged net (`averaged_weights`).
     """
 
     def __init__(
@@ -117,7 +148,16 @@ class CycleSWA(CycleEndCallback):
     def n_averaged(self) -> int:
         return 0 if self.average is None else int(self.average.n_averaged)
 
+    def averaged_weights(self) -> dict[str, Any] | None:
+        """The averaged net's state dict (BatchNorm recomputed once training has ended), or None
+        before the first cycle end."""
+        if self.n_averaged == 0:
+            return None
+        assert self.average is not None  # n_averaged is 0 without one
+        return self.average.module.state_dict()
+
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self.dirpath = Path(broadcast(trainer, str(self.dirpath)))  # rank 0's run directory
         if stage == "fit" and self.average is None:
             self.average = AveragedModel(segmentation_net(pl_module), use_buffers=False)
             if self._pending_state is not None:
@@ -138,6 +178,7 @@ class CycleSWA(CycleEndCallback):
         # Lightning sets trainer.datamodule at run time; Trainer does not declare it
         train_batches = trainer.datamodule.train_dataloader()  # type: ignore[attr-defined]
         update_bn(train_batches, averaged_net, device=pl_module.device)
+        average_batchnorm_statistics(trainer, averaged_net)
         raw_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
         net.load_state_dict(averaged_net.state_dict())
         try:
@@ -156,3 +197,49 @@ class CycleSWA(CycleEndCallback):
                 self._pending_state = state_dict["average"]
             else:
                 self.average.load_state_dict(state_dict["average"])
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """`dirpath/filename.ckpt`: the whole training state, what `resume=RUN_DIR` continues from,
+    written when validation ends (the moment Lightning resumes exactly from), at most once every
+    `min_interval_seconds` of rank 0's clock, and once more when training ends if the last write
+    was before the final step (so `checkpoints=[last]` and `oof_weights=last` read the weights
+    training ended with).
+
+    With weights, optimizer state and the SWA average a ResNet34's is about 300 MB, written and
+    synced: at 0 (every epoch) a GPU whose epochs take seconds spends a large share of its time
+    writing it. `ModelCheckpoint`'s own `train_time_interval` saves mid-epoch, not when
+    validation ends.
+    """
+
+    def __init__(self, dirpath: str, filename: str = "last", min_interval_seconds: float = 0.0):
+        if min_interval_seconds < 0:
+            raise ValueError(f"min_interval_seconds must be >= 0, got {min_interval_seconds}")
+        super().__init__(
+            dirpath=dirpath,
+            filename=filename,
+            monitor=None,
+            save_top_k=1,
+            every_n_epochs=1,
+            save_on_train_epoch_end=False,
+            enable_version_counter=False,
+            auto_insert_metric_name=False,
+        )
+        self.min_interval_seconds = min_interval_seconds
+        self._written_at: float | None = None
+
+    def _due(self, trainer: pl.Trainer) -> bool:
+        now = time.monotonic()
+        due = self._written_at is None or now - self._written_at >= self.min_interval_seconds
+        return bool(broadcast(trainer, due)) if self.min_interval_seconds > 0 else True
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._should_skip_saving_checkpoint(trainer) or not self._due(trainer):
+            return
+        super().on_validation_end(trainer, pl_module)
+        self._written_at = time.monotonic()
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_end(trainer, pl_module)
+        if self._written_at is not None and not self._should_skip_saving_checkpoint(trainer):
+            self._save_topk_checkpoint(trainer, self._monitor_candidates(trainer))

@@ -3,7 +3,12 @@
 `trainer=gpu` (what the GPU experiments such as `resnet34` use) asks for `accelerator: auto` at
 `bf16-mixed`: on a machine with a CUDA GPU that is the GPU at bf16; on one without, the run goes
 on on the CPU at 32-bit precision (the default trainer's) and says so in one line. An explicit
-`trainer.accelerator=gpu` without a GPU is refused in one line naming the fix.
+`trainer.accelerator=gpu` without a GPU is refused in one line naming the fix, and so are two
+settings that cannot run where the trainer lands: `trainer.sync_batchnorm=true` on the CPU
+(SyncBatchNorm runs on CUDA modules only) and `trainer.deterministic=true` on a GPU (the backward
+of bilinear upsampling, which every SaltNet upsampling uses, has no deterministic CUDA kernel:
+PyTorch raises at the first backward; `trainer.deterministic=warn` runs, deterministic wherever
+PyTorch can be, with a warning for that kernel).
 """
 
 from __future__ import annotations
@@ -34,7 +39,20 @@ def fit_trainer_to_machine(trainer: Any, cuda_devices: int | None = None) -> str
             f"{accelerator} asked for, but this machine has no CUDA GPU: pass trainer=cpu "
             "(or trainer.accelerator=auto: the GPU where there is one, else the CPU)",
         )
-    if accelerator in ("gpu", "cuda", "auto") and cuda_devices:
+    on_gpu = accelerator in ("gpu", "cuda", "auto") and bool(cuda_devices)
+    if on_gpu and trainer.get("deterministic") is True:
+        raise ConfigError(
+            "trainer.deterministic",
+            "true fails at the first backward on a GPU (bilinear upsampling, used by every "
+            "SaltNet upsampling, has no deterministic CUDA backward): pass "
+            "trainer.deterministic=warn (deterministic where PyTorch can be, a warning where not)",
+        )
+    if not on_gpu and trainer.get("sync_batchnorm"):
+        raise ConfigError(
+            "trainer.sync_batchnorm",
+            "SyncBatchNorm runs on CUDA GPUs only: pass trainer.sync_batchnorm=false on the CPU",
+        )
+    if on_gpu:
         devices = trainer.get("devices", 1)
         if isinstance(devices, int) and not isinstance(devices, bool) and devices > cuda_devices:
             raise ConfigError(

@@ -12,13 +12,14 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import Timer
 from torch import nn
 
 from salt.core.errors import NonFiniteLossError, SaltError
 from salt.core.metrics import TGSScore, TGSScoreSweep
 from salt.data.padding import crop_tile
+from salt.training.budget import CHECK_EVERY_N_STEPS, SharedClockTimer
 from salt.training.compile import CompiledOrEager, compile_options
+from salt.training.distributed import check_sigterm_every
 from salt.training.schedules import cosine_cycles
 
 # steps before a time-budgeted schedule is planned from the measured rate
@@ -39,9 +40,15 @@ class SaltModule(pl.LightningModule):
     (true, or `torch.compile` options) compiles the net for training, with a fallback to eager.
 
     A `CosineCycles` schedule is fitted to the run: its steps are planned from
-    max_epochs/max_steps when training starts and, under `trainer.max_time`, re-planned every
-    step from the rate so far, so a run stopped by its time budget ends annealed. The loss is
-    given the fractional epoch, for its warm start (see `SaltLoss`).
+    max_epochs/max_steps when training starts and, under `trainer.max_time`, re-planned at every
+    reading of the budget's clock (`SharedClockTimer`: rank 0's clock, the same steps on every
+    rank) from the rate so far, so a run stopped by its time budget ends annealed, and every
+    rank follows the same schedule. The loss is given the fractional epoch, for its warm start
+    (see `SaltLoss`).
+
+    Under DDP every rank draws its own random numbers (dropout): the global generators are
+    re-seeded per rank when fitting starts, and checkpoints keep every rank's generator states,
+    each restored on its own rank.
     """
 
     def __init__(
@@ -80,14 +87,22 @@ class SaltModule(pl.LightningModule):
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.hparams["channels_last"]:
             images = images.contiguous(memory_format=torch.channels_last)
-        return (self._net_call or self.net)(images)
+        # compiled for training only: validation's batch sizes would each compile again
+        compiled = self._net_call if self.training else None
+        return (compiled or self.net)(images)
+
+    def setup(self, stage: str) -> None:
+        # before the strategy wraps the net (DDP's gradient buckets follow the weights' strides)
+        if stage == "fit" and self.hparams["channels_last"]:
+            self.net.to(memory_format=torch.channels_last)
 
     def on_fit_start(self) -> None:
-        if self.hparams["channels_last"]:
-            self.net.to(memory_format=torch.channels_last)
         options = compile_options(self.hparams["compile"])
         if options is not None and self._net_call is None:
             self._net_call = CompiledOrEager(self.net, **options)
+        if self.trainer.world_size > 1:
+            seed_this_rank(self.global_rank)
+            check_sigterm_every(self.trainer, CHECK_EVERY_N_STEPS)
 
     def _criterion(self, outputs, masks, epoch: float) -> dict[str, torch.Tensor]:
         if getattr(self.loss, "warm_start_epochs", 0):
@@ -125,24 +140,28 @@ class SaltModule(pl.LightningModule):
             self._stop_if_nonfinite()
         self._plan_for_time()
 
-    def _budget_timer(self) -> Timer | None:
+    def _budget_timer(self) -> SharedClockTimer | None:
         # Lightning sets trainer.callbacks at run time; Trainer does not declare it
         callbacks = self.trainer.callbacks  # type: ignore[attr-defined]
-        return next((c for c in callbacks if isinstance(c, Timer)), None)
+        return next((c for c in callbacks if isinstance(c, SharedClockTimer)), None)
 
     def _plan_for_time(self) -> None:
+        """Re-plan a CosineCycles schedule from the budget's latest reading, once per reading:
+        the same steps and the same clock on every rank."""
         scheduler = cosine_cycles(self.trainer)
         timer = self._budget_timer()
-        if scheduler is None or timer is None:
+        if scheduler is None or timer is None or timer.reading is None:
             return
-        left = timer.time_remaining()
-        if left is not None and scheduler.last_epoch >= PLAN_AFTER_STEPS:
-            scheduler.plan_for_time(
-                scheduler.last_epoch,
-                timer.time_elapsed(),
-                left,
-                self.trainer.estimated_stepping_batches,
-            )
+        step, elapsed = timer.reading
+        if step != self.trainer.global_step or scheduler.last_epoch < PLAN_AFTER_STEPS:
+            return
+        assert timer._duration is not None  # a reading is only taken with a duration
+        scheduler.plan_for_time(
+            scheduler.last_epoch,
+            elapsed,
+            timer._duration - elapsed,
+            self.trainer.estimated_stepping_batches,
+        )
 
     def _stop_if_nonfinite(self) -> None:
         """Raise NonFiniteLossError if a loss so far was NaN or infinite, here or on any rank."""
@@ -163,20 +182,26 @@ class SaltModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._stop_if_nonfinite()  # before anything is written: no checkpoint of bad weights
         # Lightning does not keep the global generators: a resumed run would draw other dropout
-        # masks than an uninterrupted one. Plain types only (weights_only loading).
-        # the legacy tuple (the default); numpy's stubs type a bare call as legacy=False's dict
-        numpy_state = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state())
-        checkpoint["salt_rng_states"] = {
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "python": random.getstate(),
-            "numpy": [numpy_state[1].tolist(), *numpy_state[2:]],
-        }
+        # masks than an uninterrupted one.
+        states = rng_states()
+        checkpoint["salt_rng_states"] = states
+        if self._trainer is not None and self.trainer.world_size > 1:
+            # every rank's, each restored on its own rank (called on every rank)
+            by_rank: list[Any] = [None] * self.trainer.world_size
+            torch.distributed.all_gather_object(by_rank, states)
+            checkpoint["salt_rng_states_by_rank"] = by_rank
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # set when the first epoch after the checkpoint starts: that is when an uninterrupted run
         # is in the saved state (a resumed Lightning run draws from the generator before it)
         self._rng_states_to_restore = checkpoint.get("salt_rng_states")
+        by_rank = checkpoint.get("salt_rng_states_by_rank")
+        world_size = self.trainer.world_size if self._trainer is not None else 1
+        if by_rank is not None and len(by_rank) == world_size:
+            self._rng_states_to_restore = by_rank[self.global_rank]
+        elif world_size > 1:  # saved by another number of processes: rank 0's states would
+            # give every rank the same dropout masks; the per-rank seeds of this fit stay
+            self._rng_states_to_restore = None
 
     def on_train_epoch_start(self) -> None:
         states = self._rng_states_to_restore
@@ -248,6 +273,29 @@ def build_module(cfg: DictConfig) -> SaltModule:
         tile_options={"mean": cfg.data.mean, "std": cfg.data.std, "channels": cfg.data.channels},
         **cast(dict[str, Any], OmegaConf.to_container(cfg.get("module") or {}, resolve=True)),
     )
+
+
+def rng_states() -> dict[str, Any]:
+    """The global generators' states (torch, CUDA, Python, numpy), in plain types only (so a
+    checkpoint holding them loads with weights_only)."""
+    # the legacy tuple (the default); numpy's stubs type a bare call as legacy=False's dict
+    numpy_state = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state())
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "python": random.getstate(),
+        "numpy": [numpy_state[1].tolist(), *numpy_state[2:]],
+    }
+
+
+def seed_this_rank(rank: int) -> None:
+    """Re-seed the global generators (torch, Python, numpy) from the run's seed and `rank`, so
+    that the processes of a DDP run draw different dropout masks (the weights were initialised
+    before, from the run's seed, the same on every rank)."""
+    seed = int(np.random.SeedSequence([torch.initial_seed(), rank]).generate_state(1)[0])
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)
 
 
 class NonFiniteWatch:

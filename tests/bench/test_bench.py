@@ -1,14 +1,24 @@
 """The throughput benchmark runs end to end and prints its table and ratios."""
 
+import contextlib
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from lightning_fabric.accelerators import cuda as cuda_accelerator
+from lightning_fabric.utilities.throughput import get_available_flops
 from omegaconf import OmegaConf
 
 from salt.bench import quality, throughput
+from tests.helpers.runs import REPO_ROOT
 
 SMALL = ["--experiment", "smoke", "--batches", "5", "--predict-images", "16", "--repeats", "1"]
 
@@ -44,6 +54,7 @@ def test_throughput_bench_prints_rates_ratios_and_syncs(synthetic_root, capsys, 
 
     # --json holds the figures of the printed table
     written = json.loads(figures.read_text())
+    assert written["complete"] is True and written["measured_fp32_matmul_tflops"] > 0
     assert set(written["rows"]) == {
         "train bare",
         "train salt",
@@ -58,7 +69,66 @@ def test_throughput_bench_prints_rates_ratios_and_syncs(synthetic_root, capsys, 
     assert written["rows"]["train salt"]["syncs_per_step"] == float(syncs.group(1))
     assert written["rows"]["predict salt"]["syncs_per_step"] is None
     assert set(written["data_images_per_s"]) == {"data per-sample, 0 workers", "data on device"}
-    assert not list(tmp_path.glob("*.tmp"))
+    assert not list(tmp_path.glob("*.tmp*"))  # salt's temporary files: .NAME.XXXXXXXX.tmp.json
+
+
+def rows_written(path: Path) -> dict:
+    """The rows of the bench's JSON at `path`; none while it has not written one."""
+    return json.loads(path.read_text())["rows"] if path.exists() else {}
+
+
+@pytest.mark.slow
+def test_a_killed_bench_keeps_the_rows_measured_before_the_kill(synthetic_root, tmp_path):
+    figures, log = tmp_path / "bench.json", tmp_path / "bench.log"
+    command = [sys.executable, "-m", "salt.bench.throughput", str(synthetic_root), *SMALL]
+    command += ["--repeats", "1000", "--json", str(figures), "data.synthetic=null"]
+    with log.open("w") as out:
+        env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}  # no update check at import
+        bench = subprocess.Popen(
+            command, cwd=REPO_ROOT, env=env, stdout=out, stderr=out, start_new_session=True
+        )
+    try:  # kill it as soon as it has written a row
+        deadline = time.monotonic() + 120
+        while not (seen := rows_written(figures)) and bench.poll() is None:
+            assert time.monotonic() < deadline, "no row written in 120 s"
+            time.sleep(0.05)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(bench.pid, signal.SIGKILL)
+        bench.wait(timeout=30)
+    assert bench.returncode == -signal.SIGKILL, log.read_text()  # mid-run: 1000 repeats to go
+
+    written = json.loads(figures.read_text())
+    assert written["complete"] is False and "train bare" in seen
+    for name, row in seen.items():  # what was written before the kill is still there
+        assert written["rows"][name]["repeats"][: len(row["repeats"])] == row["repeats"]
+    assert all(row["images_per_s"] > 0 for row in written["rows"].values())
+    assert written["gflop_per_image_forward"] > 0 and written["measured_fp32_matmul_tflops"] is None
+
+
+@pytest.mark.slow
+def test_a_compiled_variant_compiles_once_across_the_repeats(synthetic_root, tmp_path, monkeypatch):
+    compiled = []
+
+    def compile_nothing(module, **options):  # counts the calls, compiles nothing
+        compiled.append(options)
+        return module
+
+    monkeypatch.setattr(torch, "compile", compile_nothing)
+    figures = tmp_path / "bench.json"
+    variants = ["module.compile=true", "module.compile={mode: reduce-overhead}"]
+    throughput.main(
+        [str(synthetic_root), *SMALL, "--repeats", "2", "--batches", "4", "--predict-images", "2"]
+        + [f"--variant={v}" for v in variants]
+        + ["--json", str(figures), "data.synthetic=null", "data.batch_size=2"]
+    )
+    # once per variant, for its 2 timed epochs and the epoch that counts host syncs
+    assert compiled == [{}, {"mode": "reduce-overhead"}]
+    written = json.loads(figures.read_text())
+    assert written["complete"] is True
+    for variant in variants:
+        row = written["rows"][f"train salt {variant}"]
+        assert len(row["repeats"]) == 2 and row["syncs_per_step"] is not None
 
 
 def test_a_variant_that_changes_the_data_is_refused(synthetic_root):
@@ -104,6 +174,7 @@ def test_nominal_peak_is_lightnings_for_the_gpu_and_precision(monkeypatch):
         asked.append((device.type, dtype))
         return {torch.bfloat16: 989.4e12, torch.float32: 66.9e12}.get(dtype)
 
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA A100-SXM4-80GB")
     monkeypatch.setattr(throughput, "get_available_flops", available_flops)
     assert throughput.nominal_peak("cuda", "bf16-mixed") == pytest.approx(989.4)
     assert throughput.nominal_peak("cuda:1", "32-true") == pytest.approx(66.9)
@@ -111,6 +182,50 @@ def test_nominal_peak_is_lightnings_for_the_gpu_and_precision(monkeypatch):
     assert asked == [("cuda", torch.bfloat16), ("cuda", torch.float32), ("cuda", torch.float16)]
     assert throughput.nominal_peak("cpu", "32-true") is None  # CPUs: the measured matmul only
     assert throughput.nominal_peak("cuda", "64-true") is None
+
+
+# torch's names of the GPUs: (Lightning's bf16 dense peak in TFLOP/s, the bench's); None where
+# the table does not list the GPU. Lightning's H200 entries ("h200 sxm1", "h200 nvl1") match no
+# name torch gives; a GH200 is in neither table.
+PEAKS_BY_NAME = {
+    "NVIDIA H200": (None, 989.4),
+    "NVIDIA H200 NVL": (None, 835.5),
+    "NVIDIA H100 80GB HBM3": (989.4, 989.4),
+    "NVIDIA H100 PCIe": (756.0, 756.0),
+    "NVIDIA H100 NVL": (1978.8, 1978.8),
+    "NVIDIA GH200 480GB": (None, None),
+    "NVIDIA A100-SXM4-80GB": (312.0, 312.0),
+}
+
+
+def named_gpu(monkeypatch, name: str) -> None:
+    """torch.cuda reports one Hopper (Ampere or later) GPU named `name`; no GPU needed."""
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
+    monkeypatch.setattr(cuda_accelerator, "_is_ampere_or_later", lambda device=None: True)
+
+
+@pytest.mark.parametrize("name", PEAKS_BY_NAME)
+def test_nominal_peak_of_the_h200s_and_h100s_by_device_name(monkeypatch, name):
+    named_gpu(monkeypatch, name)
+    lightning, bench = PEAKS_BY_NAME[name]
+    flops = get_available_flops(torch.device("cuda"), torch.bfloat16)
+    assert (None if flops is None else flops / 1e12) == pytest.approx(lightning)
+    assert throughput.nominal_peak("cuda", "bf16-mixed") == pytest.approx(bench)
+
+
+def test_the_h200_has_the_h100_sxm_peaks_at_every_precision(monkeypatch):
+    peaks = {}
+    for name in ("NVIDIA H200", "NVIDIA H100 80GB HBM3"):
+        named_gpu(monkeypatch, name)
+        for matmul in ("highest", "high"):  # float32 counts as TF32 unless "highest"
+            monkeypatch.setattr(torch, "get_float32_matmul_precision", lambda m=matmul: m)
+            peaks[name, matmul] = [
+                throughput.nominal_peak("cuda", p) for p in ("bf16-mixed", "16-mixed", "32-true")
+            ]
+    assert peaks["NVIDIA H200", "highest"] == peaks["NVIDIA H100 80GB HBM3", "highest"]
+    assert peaks["NVIDIA H200", "high"] == peaks["NVIDIA H100 80GB HBM3", "high"]
+    assert peaks["NVIDIA H200", "highest"] == pytest.approx([989.4, 989.4, 66.9])
+    assert peaks["NVIDIA H200", "high"] == pytest.approx([989.4, 989.4, 494.7])
 
 
 def test_flops_option_prints_the_ratio_to_a_plain_unet_and_trains_nothing(capsys):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
 import torch
 
-from salt.training.callbacks import CycleEndCallback
+from salt.train import train
+from salt.training.callbacks import CycleEndCallback, LastCheckpoint
 from salt.training.schedules import CosineCycles
 
 
@@ -59,3 +61,31 @@ def test_a_run_stopped_early_in_its_last_cycle_does_not_count_it():
     take_steps(scheduler, callback, trainer, 96)  # within the last tenth of cycle 1
     callback.on_train_end(trainer, None)
     assert callback.ended == [0, 1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("interval", "saves"), [(0, 3), (3600, 2)])
+def test_last_checkpoint_is_written_at_most_every_interval_and_at_the_end(
+    train_config, tmp_path, monkeypatch, interval, saves
+):
+    """3 epochs: every validation end by default; with an interval, the first one and none
+    until the interval has passed, then once more when training ends. Either way last.ckpt
+    holds the step training ended at."""
+    steps: list[int] = []
+    original = LastCheckpoint._save_topk_checkpoint
+
+    def spy(self, trainer, candidates):
+        steps.append(trainer.global_step)
+        return original(self, trainer, candidates)
+
+    monkeypatch.setattr(LastCheckpoint, "_save_topk_checkpoint", spy)
+    cfg = train_config(
+        "trainer.max_epochs=3",
+        f"callbacks.last_checkpoint.min_interval_seconds={interval}",
+        "oof=false",
+        "plots=false",
+    )
+    metrics = train(cfg)[0]
+    last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert len(steps) == saves and steps[-1] == last["global_step"] == metrics["steps"]
+    assert steps == sorted(set(steps))

@@ -11,7 +11,7 @@ from torch import nn
 import salt.train
 from salt.bench.syncs import HostSyncCounter
 from salt.train import train
-from salt.training.compile import CompiledOrEager, compile_options
+from salt.training.compile import CompiledOrEager
 from salt.training.module import build_module
 
 TRAIN_BATCHES = 6
@@ -120,14 +120,6 @@ def test_a_nan_between_checks_names_its_batch_and_stops_before_any_checkpoint(
     assert not (run / "checkpoints").exists()
 
 
-def test_compile_settings():
-    assert compile_options(False) is None and compile_options(None) is None
-    assert compile_options(True) == {}
-    assert compile_options({"mode": "reduce-overhead"}) == {"mode": "reduce-overhead"}
-    with pytest.raises(ValueError, match="module.compile"):
-        compile_options("yes")
-
-
 def test_a_compiled_net_trains_and_keeps_its_checkpoint_keys(train_config, tmp_path):
     """`module.compile` through torch.compile's graph capture (the `aot_eager` backend: no C++
     build, so fast); the checkpoint loads into an uncompiled net."""
@@ -140,21 +132,6 @@ def test_a_compiled_net_trains_and_keeps_its_checkpoint_keys(train_config, tmp_p
     state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     assert set(state) == {f"net.{k}" for k in objects["module"].net.state_dict()}
     assert metrics["best_val_score"] is not None
-
-
-def test_compile_failure_falls_back_to_eager_with_a_warning():
-    def broken_backend(graph, example_inputs):
-        raise RuntimeError("no compiler here")
-
-    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU())
-    images = torch.randn(2, 1, 8, 8)
-    call = CompiledOrEager(net, backend=broken_backend)
-    with pytest.warns(RuntimeWarning, match="torch.compile.* failed .*no compiler here"):
-        output = call(images)
-    assert not call.active
-    torch.testing.assert_close(output, net(images))
-    with pytest.warns(RuntimeWarning, match="failed"):
-        assert not CompiledOrEager(net, mode="no-such-mode").active
 
 
 def test_validation_every_second_epoch(train_config, tmp_path):

@@ -63,3 +63,43 @@ def test_an_explicit_gpu_without_one_is_refused_naming_the_fix(accelerator):
 def test_more_gpus_than_the_machine_has_is_refused():
     with pytest.raises(ConfigError, match=r"^trainer.devices: 4 GPUs asked for, but this "):
         fit_trainer_to_machine(trainer(accelerator="gpu", devices=4), cuda_devices=1)
+
+
+@pytest.mark.parametrize("accelerator", ["gpu", "cuda", "auto"])
+def test_deterministic_true_on_a_gpu_is_refused_naming_warn(accelerator):
+    """Lightning's deterministic=true makes PyTorch raise at the first backward of bilinear
+    upsampling on CUDA: refused before the run, with the setting that runs."""
+    with pytest.raises(ConfigError) as error:
+        fit_trainer_to_machine(trainer(accelerator=accelerator, deterministic=True), cuda_devices=1)
+    message = str(error.value)
+    assert message.startswith("trainer.deterministic: true fails at the first backward on a GPU")
+    assert "trainer.deterministic=warn" in message and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("settings", "cuda_devices"),
+    [
+        ({"deterministic": "warn"}, 1),  # warn_only: runs on a GPU
+        ({"deterministic": True, "accelerator": "cpu"}, 1),  # the CPU of a GPU machine
+        ({"deterministic": True}, 0),  # auto on a CPU-only machine
+        ({"sync_batchnorm": True}, 1),  # SyncBatchNorm on the GPUs
+    ],
+)
+def test_deterministic_and_sync_batchnorm_where_they_run_are_kept(settings, cuda_devices):
+    config = trainer(**settings)
+    fit_trainer_to_machine(config, cuda_devices=cuda_devices)
+    assert all(config[key] == value for key, value in settings.items())
+
+
+@pytest.mark.parametrize(
+    ("settings", "cuda_devices"),
+    [({"accelerator": "cpu"}, 1), ({}, 0), ({"precision": "bf16-mixed"}, 0)],
+)
+def test_sync_batchnorm_on_the_cpu_is_refused_in_one_line(settings, cuda_devices):
+    """PyTorch's SyncBatchNorm raises on CPU modules once DDP starts: refused before."""
+    with pytest.raises(ConfigError) as error:
+        fit_trainer_to_machine(trainer(sync_batchnorm=True, **settings), cuda_devices=cuda_devices)
+    assert str(error.value) == (
+        "trainer.sync_batchnorm: SyncBatchNorm runs on CUDA GPUs only: pass "
+        "trainer.sync_batchnorm=false on the CPU"
+    )

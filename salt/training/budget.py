@@ -1,0 +1,53 @@
+"""A time budget (`trainer.max_time`) read on one clock for every process of a run."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from pytorch_lightning.callbacks import Timer
+from pytorch_lightning.utilities import rank_zero_info
+
+from salt.training.distributed import broadcast
+
+# how often the budget is read: one broadcast every this many optimizer steps under DDP
+CHECK_EVERY_N_STEPS = 10
+
+
+class SharedClockTimer(Timer):
+    """Lightning's Timer (`trainer.max_time`), read on rank 0's clock: under DDP every
+    `check_every_n_steps` optimizer steps and at every epoch end, in one process at every step.
+
+    Lightning's own Timer reads each process's clock and broadcasts its stop decision at every
+    step. Here rank 0's elapsed time is broadcast at the steps it is read (global_step a multiple
+    of `check_every_n_steps`, the same steps on every rank), so every rank stops at the same step
+    and plans a time-budgeted schedule from the same reading (`reading`), and the steps between
+    send nothing. `salt.train` puts it in place of the Timer `trainer.max_time` would make.
+    """
+
+    def __init__(self, duration: Any, check_every_n_steps: int = CHECK_EVERY_N_STEPS, **kwargs):
+        if check_every_n_steps < 1:
+            raise ValueError(f"check_every_n_steps must be >= 1, got {check_every_n_steps}")
+        super().__init__(duration=duration, interval="step", **kwargs)
+        self.check_every_n_steps = check_every_n_steps
+        self.reading: tuple[int, float] | None = None
+        """(global step, rank 0's seconds of training then) of the latest read, or None."""
+
+    def on_train_batch_end(self, trainer, *args: Any, **kwargs: Any) -> None:
+        every = self.check_every_n_steps if trainer.world_size > 1 else 1
+        if self._duration is None or trainer.global_step % every:
+            return
+        self._check_time_remaining(trainer)
+
+    def on_train_epoch_end(self, trainer, *args: Any, **kwargs: Any) -> None:
+        if self._duration is not None:  # an epoch of slow steps overshoots by less than an epoch
+            self._check_time_remaining(trainer)
+
+    def _check_time_remaining(self, trainer) -> None:
+        assert self._duration is not None  # checked by the callers
+        elapsed = float(broadcast(trainer, self.time_elapsed()))
+        self.reading = (trainer.global_step, elapsed)
+        if elapsed >= self._duration:
+            trainer.should_stop = True
+            if self._verbose:
+                rank_zero_info(f"Time limit reached after {timedelta(seconds=round(elapsed))}.")

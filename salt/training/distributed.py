@@ -1,0 +1,61 @@
+"""How the processes of a multi-process fit agree: rank 0 decides, the others are told.
+
+Every decision taken from files or clocks, which may differ between processes (whether SWA was
+saved, how much of a time budget is left), is rank 0's, carried to the others by `broadcast`.
+Where the processes' run directories come from is salt.core.launch's part.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from salt.core.errors import ConfigError
+from salt.core.launch import external_launch
+
+T = TypeVar("T")
+
+
+def broadcast(trainer, value: T) -> T:
+    """Rank 0's `value` on every rank (a collective: every rank must call it); `value` itself
+    in a single process."""
+    return trainer.strategy.broadcast(value, src=0)
+
+
+def is_multi_process(trainer_config) -> bool:
+    """Whether a trainer config asks for more than one process (devices or nodes)."""
+    devices = trainer_config.get("devices", 1)
+    nodes = trainer_config.get("num_nodes", 1) or 1
+    several_devices = devices == -1 or (isinstance(devices, int) and devices > 1)
+    several_devices |= isinstance(devices, str) and devices not in ("1", "auto")
+    several_devices |= not isinstance(devices, (int, str)) and len(devices) > 1
+    return several_devices or nodes > 1
+
+
+def check_launch_mode(trainer_config, multirun: bool) -> None:
+    """Refuse Hydra's multirun with several processes per job: Lightning's launcher re-runs the
+    command line, `-m` and the whole sweep included, in every other rank."""
+    if multirun and is_multi_process(trainer_config) and external_launch() is None:
+        raise ConfigError(
+            "trainer.devices",
+            "a multirun (-m) cannot start several processes per job: run one fold per command "
+            "(python -m salt.train data.fold=K trainer=ddp ...), or keep -m and add "
+            "hydra/launcher=parallel (each job its own command)",
+        )
+
+
+def check_sigterm_every(trainer, every_n_steps: int) -> None:
+    """Lightning (2.6) broadcasts rank 0's SIGTERM flag before every training step under DDP, and
+    reads it back: a collective and a host sync each step. Make it every `every_n_steps` optimizer
+    steps (the same steps on every rank): a SIGTERM (a preempted SLURM job) then stops every rank
+    together within that many steps. Nothing changes where Lightning has no such broadcast."""
+    loop = trainer.fit_loop.epoch_loop
+    broadcast_flag = getattr(loop, "_broadcast_sigterm_tensor", None)
+    if broadcast_flag is None or getattr(broadcast_flag, "every_n_steps", None):
+        return
+
+    def every_few_steps() -> None:
+        if trainer.global_step % every_n_steps == 0:
+            broadcast_flag()
+
+    every_few_steps.every_n_steps = every_n_steps  # type: ignore[attr-defined]
+    loop._broadcast_sigterm_tensor = every_few_steps
