@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
         "--out", type=Path, help="where collectives.json goes (default: a temp dir)"
     )
     parser.add_argument("overrides", nargs="*", help="more salt.train overrides")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     out = args.out or Path(tempfile.mkdtemp(prefix="salt-collectives-"))
     data_root = args.data_root
     if data_root is None:
