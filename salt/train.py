@@ -38,7 +38,7 @@ from salt.training.distributed import check_launch_mode
 from salt.training.finish import OOF_WEIGHTS, FinishSettings, finish_fit, wait_for_rank_zero
 from salt.training.loggers import log_config
 from salt.training.machine import fit_trainer_to_machine
-from salt.training.module import build_module
+from salt.training.module import SaltModule, build_module
 from salt.training.resume import config_differences, last_checkpoint, trim_metrics_csv
 
 
@@ -113,17 +113,31 @@ def build_trainer(cfg: DictConfig, callbacks: list, loggers: list) -> pl.Trainer
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **budget)
 
 
-def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Fit one fold; write the run directory; return (metrics, objects) for callers and tests."""
-    started = time.time()
+def _loggers(cfg: DictConfig, start: dict | None) -> list[Any]:
+    """The config's loggers; on resume, rank 0's CSV log loses the rows of the epoch the run was
+    stopped in (the resumed run logs them again)."""
+    loggers = _instantiate_group(cfg.get("logger"))
+    # Lightning sets rank_zero_only.rank at import; the decorator's type does not declare it
+    if cfg.get("resume") and rank_zero_only.rank == 0:  # type: ignore[attr-defined]
+        assert start is not None  # resume read the run's last checkpoint
+        for logger in loggers:
+            if isinstance(logger, CSVLogger):
+                trim_metrics_csv(
+                    Path(logger.log_dir) / "metrics.csv", start["epoch"], start["global_step"]
+                )
+    log_config(loggers, cfg)  # the settings, for the trackers (TensorBoard HPARAMS, MLflow, W&B)
+    return loggers
+
+
+def compose(cfg: DictConfig) -> tuple[SaltModule, TGSDataModule, pl.Trainer, RunDir, Path | None]:
+    """The run's module, data, trainer and run directory, and the checkpoint to start from; a bad
+    setting, model, checkpoint or data root stops the run here, before it writes anything."""
     check_settings(cfg)
     ckpt_path, start = _start_checkpoint(cfg)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     run = RunDir(output_dir)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # stderr: errors and warnings
-
-    # a bad model, checkpoint or data root stops the run here, before it writes anything
     module = build_module(cfg)
     if start is not None:
         check_weights_fit(ckpt_path, start.get("state_dict", {}), module)
@@ -136,18 +150,12 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             _warn(f"resuming with settings that differ from the run's: {', '.join(differences)}")
     else:
         save_resolved_config(cfg, run)
-    callbacks = _instantiate_group(cfg.get("callbacks"))
-    loggers = _instantiate_group(cfg.get("logger"))
-    # Lightning sets rank_zero_only.rank at import; the decorator's type does not declare it
-    if cfg.get("resume") and rank_zero_only.rank == 0:  # type: ignore[attr-defined]
-        assert start is not None  # resume read the run's last checkpoint
-        for logger in loggers:
-            if isinstance(logger, CSVLogger):  # rows of the epoch the run was stopped in go
-                trim_metrics_csv(
-                    Path(logger.log_dir) / "metrics.csv", start["epoch"], start["global_step"]
-                )
-    log_config(loggers, cfg)  # the settings, for the trackers (TensorBoard HPARAMS, MLflow, W&B)
-    trainer = build_trainer(cfg, callbacks, loggers)
+    trainer = build_trainer(cfg, _instantiate_group(cfg.get("callbacks")), _loggers(cfg, start))
+    return module, datamodule, trainer, run, ckpt_path
+
+
+def fit(trainer: pl.Trainer, module: SaltModule, datamodule, run: RunDir, ckpt_path) -> float:
+    """Train; the seconds it took. A non-finite loss stops the run in one line."""
     fit_started = time.time()
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path and str(ckpt_path))
@@ -155,7 +163,11 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         last = run.last_checkpoint
         kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint saved"
         raise SaltError(f"{error}: training stopped; {kept}") from None
-    settings = FinishSettings(
+    return time.time() - fit_started
+
+
+def finish_settings(cfg: DictConfig) -> FinishSettings:
+    return FinishSettings(
         experiment=cfg.get("experiment_name"),
         fold=cfg.data.fold,
         encoder=cfg.model.get("encoder_name"),
@@ -164,7 +176,15 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         oof_tta=tuple(cfg.get("oof_tta", ["none"])),
         oof_weights=cfg.get("oof_weights", "auto"),
     )
-    metrics, run = finish_fit(trainer, module, datamodule, run, settings, time.time() - fit_started)
+
+
+def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Fit one fold; write the run directory; return (metrics, objects) for callers and tests.
+    Every rank of a multi-process run calls it and gets rank 0's metrics."""
+    started = time.time()
+    module, datamodule, trainer, run, ckpt_path = compose(cfg)
+    fit_seconds = fit(trainer, module, datamodule, run, ckpt_path)
+    metrics, run = finish_fit(trainer, module, datamodule, run, finish_settings(cfg), fit_seconds)
     metrics["wall_seconds"] = round(time.time() - started, 1)
     if trainer.is_global_zero:
         run.write_metrics(metrics)

@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
@@ -147,6 +148,7 @@ def test_the_oof_weights_follow_the_policy_and_the_validation_scores(
 )
 def test_every_experiment_composes_and_builds(experiment):
     cfg = compose_config("train", [f"experiment={experiment}", "model.encoder_weights=null"])
+    HydraConfig().set_config(cfg)  # for ${hydra:runtime.output_dir}, whatever ran before
     module = build_module(cfg)
     assert isinstance(module, SaltModule)
     optimizer = module.configure_optimizers()
