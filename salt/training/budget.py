@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from pytorch_lightning.callbacks import Timer
 from pytorch_lightning.utilities import rank_zero_info
@@ -12,6 +12,14 @@ from salt.training.distributed import broadcast
 
 # how often the budget is read: one broadcast every this many optimizer steps under DDP
 CHECK_EVERY_N_STEPS = 10
+
+
+class BudgetReading(NamedTuple):
+    """One reading of a time budget, the same on every rank."""
+
+    step: int  # the global step it was read at
+    elapsed: float  # rank 0's seconds of training then
+    left: float  # the budget's seconds left then (negative once over)
 
 
 class SharedClockTimer(Timer):
@@ -30,8 +38,8 @@ class SharedClockTimer(Timer):
             raise ValueError(f"check_every_n_steps must be >= 1, got {check_every_n_steps}")
         super().__init__(duration=duration, interval="step", **kwargs)
         self.check_every_n_steps = check_every_n_steps
-        self.reading: tuple[int, float] | None = None
-        """(global step, rank 0's seconds of training then) of the latest read, or None."""
+        self.reading: BudgetReading | None = None
+        """The latest reading, or None before the first."""
 
     def on_train_batch_end(self, trainer, *args: Any, **kwargs: Any) -> None:
         every = self.check_every_n_steps if trainer.world_size > 1 else 1
@@ -46,7 +54,7 @@ class SharedClockTimer(Timer):
     def _check_time_remaining(self, trainer) -> None:
         assert self._duration is not None  # checked by the callers
         elapsed = float(broadcast(trainer, self.time_elapsed()))
-        self.reading = (trainer.global_step, elapsed)
+        self.reading = BudgetReading(trainer.global_step, elapsed, self._duration - elapsed)
         if elapsed >= self._duration:
             trainer.should_stop = True
             if self._verbose:

@@ -152,14 +152,13 @@ class SaltModule(pl.LightningModule):
         timer = self._budget_timer()
         if scheduler is None or timer is None or timer.reading is None:
             return
-        step, elapsed = timer.reading
-        if step != self.trainer.global_step or scheduler.last_epoch < PLAN_AFTER_STEPS:
+        reading = timer.reading
+        if reading.step != self.trainer.global_step or scheduler.last_epoch < PLAN_AFTER_STEPS:
             return
-        assert timer._duration is not None  # a reading is only taken with a duration
         scheduler.plan_for_time(
             scheduler.last_epoch,
-            elapsed,
-            timer._duration - elapsed,
+            reading.elapsed,
+            reading.left,
             self.trainer.estimated_stepping_batches,
         )
 
