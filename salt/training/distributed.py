@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TypeVar
 
+import torch
+
 from salt.core.errors import ConfigError
 from salt.core.launch import external_launch
 
@@ -21,14 +23,22 @@ def broadcast(trainer, value: T) -> T:
     return trainer.strategy.broadcast(value, src=0)
 
 
-def is_multi_process(trainer_config) -> bool:
-    """Whether a trainer config asks for more than one process (devices or nodes)."""
+def is_multi_process(trainer_config, cuda_devices: int | None = None) -> bool:
+    """Whether a trainer config asks for more than one process (devices or nodes) on a machine
+    with `cuda_devices` GPUs (by default: this one's)."""
+    if cuda_devices is None:
+        cuda_devices = torch.cuda.device_count() if torch.cuda.is_available() else 0
     devices = trainer_config.get("devices", 1)
     nodes = trainer_config.get("num_nodes", 1) or 1
-    several_devices = devices == -1 or (isinstance(devices, int) and devices > 1)
-    several_devices |= isinstance(devices, str) and devices not in ("1", "auto")
-    several_devices |= not isinstance(devices, (int, str)) and len(devices) > 1
-    return several_devices or nodes > 1
+    if str(devices) == "auto":  # every GPU, or one CPU process
+        several = trainer_config.get("accelerator") != "cpu" and cuda_devices > 1
+    elif isinstance(devices, int | str):
+        several = (
+            str(devices) == "-1" or int(str(devices).split(",")[0] or 1) > 1 or "," in str(devices)
+        )
+    else:  # a list of device indices
+        several = len(devices) > 1
+    return several or nodes > 1
 
 
 def check_launch_mode(trainer_config, multirun: bool) -> None:

@@ -1,0 +1,36 @@
+"""Which trainer settings start several processes, and the launch mode refused (the multi-process
+runs themselves are in tests/distributed/)."""
+
+from __future__ import annotations
+
+import pytest
+
+from salt.core.errors import ConfigError
+from salt.training.distributed import check_launch_mode, is_multi_process
+
+
+@pytest.mark.parametrize(
+    ("trainer", "cuda_devices", "several"),
+    [
+        ({"devices": 1}, 8, False),
+        ({"devices": 2}, 0, True),  # two CPU processes
+        ({"devices": "auto"}, 4, True),  # every GPU
+        ({"devices": "auto"}, 1, False),
+        ({"devices": "auto", "accelerator": "cpu"}, 4, False),  # one CPU process
+        ({"devices": -1}, 2, True),
+        ({"devices": [0, 1]}, 2, True),
+        ({"devices": "0,1"}, 2, True),
+        ({"devices": 1, "num_nodes": 2}, 1, True),
+    ],
+)
+def test_which_settings_start_several_processes(trainer, cuda_devices, several):
+    assert is_multi_process(trainer, cuda_devices=cuda_devices) is several
+
+
+def test_a_multirun_of_multi_process_jobs_is_refused_and_one_process_jobs_are_not(monkeypatch):
+    for key in ("TORCHELASTIC_RUN_ID", "SLURM_NTASKS"):
+        monkeypatch.delenv(key, raising=False)
+    check_launch_mode({"devices": 2}, multirun=False)
+    check_launch_mode({"devices": 1}, multirun=True)
+    with pytest.raises(ConfigError, match=r"^trainer.devices: a multirun \(-m\) cannot start"):
+        check_launch_mode({"devices": 2}, multirun=True)
