@@ -56,6 +56,8 @@ COLLECTIVES = (
     "_broadcast_coalesced",  # DDP's broadcast of the buffers (BatchNorm statistics) per forward
 )
 BUCKETS = "ddp gradient bucket (all_reduce)"
+# what DDP itself sends each step: its gradient buckets and its broadcast of rank 0's buffers
+DDP_COLLECTIVES = (BUCKETS, "_broadcast_coalesced")
 
 
 class CollectiveCount(pl.Callback):
@@ -134,25 +136,30 @@ class CollectiveCount(pl.Callback):
 
 
 def summary(counts: dict) -> dict[str, Any]:
-    """Per plain step and per epoch-end step: the mean of each collective and of host syncs, and
-    the largest count of collectives other than DDP's buckets on a plain step."""
+    """For the steps within an epoch, those that end an epoch, and the last (where training
+    ends: SWA, the last checkpoint): the mean of each collective and of host syncs, how many
+    steps sent more than DDP's own collectives, and the most they sent."""
     result: dict[str, Any] = {"batchnorm_layers": counts["batchnorm_layers"]}
+    *steps_before, last = counts["steps"]
     for kind, steps in (
-        ("plain", [s for s in counts["steps"] if not s["epoch_end"]]),
-        ("epoch_end", [s for s in counts["steps"] if s["epoch_end"]]),
+        ("within_epoch", [s for s in steps_before if not s["epoch_end"]]),
+        ("epoch_end", [s for s in steps_before if s["epoch_end"]]),
+        ("training_end", [last]),
     ):
         if not steps:
             continue
         total: Counter[str] = Counter()
         for step in steps:
             total.update(step["collectives"])
-        others = [sum(n for k, n in s["collectives"].items() if k != BUCKETS) for s in steps]
+        others = [
+            sum(n for k, n in s["collectives"].items() if k not in DDP_COLLECTIVES) for s in steps
+        ]
         result[kind] = {
             "steps": len(steps),
             "per_step": {k: v / len(steps) for k, v in sorted(total.items())},
             "host_syncs_per_step": sum(s["host_syncs"] for s in steps) / len(steps),
-            "steps_with_other_collectives": sum(1 for n in others if n),
-            "most_other_collectives": max(others),
+            "steps_sending_more_than_ddp": sum(1 for n in others if n),
+            "most_beyond_ddp": max(others),
         }
     return result
 

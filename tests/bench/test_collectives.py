@@ -9,7 +9,7 @@ import pytest
 from salt.bench import collectives
 
 pytestmark = [pytest.mark.slow, pytest.mark.multiprocess]
-DDP_ONLY = {collectives.BUCKETS, "_broadcast_coalesced"}
+DDP_ONLY = set(collectives.DDP_COLLECTIVES)
 
 
 def test_a_plain_ddp_step_sends_only_what_ddp_sends_and_never_waits(synthetic_root, tmp_path):
