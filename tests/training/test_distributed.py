@@ -4,9 +4,12 @@ runs themselves are in tests/distributed/)."""
 from __future__ import annotations
 
 import pytest
+import torch
+from torch import nn
 
 from salt.core.errors import ConfigError
 from salt.training.distributed import check_launch_mode, is_multi_process
+from salt.training.module import build_module
 
 
 @pytest.mark.parametrize(
@@ -34,3 +37,13 @@ def test_a_multirun_of_multi_process_jobs_is_refused_and_one_process_jobs_are_no
     check_launch_mode({"devices": 1}, multirun=True)
     with pytest.raises(ConfigError, match=r"^trainer.devices: a multirun \(-m\) cannot start"):
         check_launch_mode({"devices": 2}, multirun=True)
+
+
+def test_channels_last_is_set_in_setup_before_ddp_wraps_the_net(train_config):
+    """Lightning calls the module's `setup` before the strategy wraps it (DDP's gradient buckets
+    are laid out from the weights' strides then); `on_fit_start` came after the wrap."""
+    module = build_module(train_config("module.channels_last=true"))
+    convolutions = [m.weight for m in module.net.modules() if isinstance(m, nn.Conv2d)]
+    assert not all(w.is_contiguous(memory_format=torch.channels_last) for w in convolutions)
+    module.setup("fit")
+    assert all(w.is_contiguous(memory_format=torch.channels_last) for w in convolutions)
