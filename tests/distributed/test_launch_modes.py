@@ -4,7 +4,7 @@ launch mode).
 
 The flagship's features are on: the resnet34 experiment (SCSE, hypercolumn, deep supervision,
 classifier head, time-budgeted cosine cycles with snapshots and SWA, OOF), shrunk to a ResNet18
-with a slim decoder and 20 s of training. `tests.helpers.rank_probe.RankProbe` records what
+with a slim decoder and 12 s of training. `tests.helpers.rank_probe.RankProbe` records what
 each rank did; rank 1 starts its clocks a second after rank 0 (as a slow process would).
 """
 
@@ -144,7 +144,7 @@ def test_every_launch_mode_trains_one_run_with_the_ranks_in_step(mode, synthetic
         cwd,
         *SMALL_FLAGSHIP,
         f"data.root={synthetic_root}",
-        "trainer.max_time=00:00:00:20",
+        "trainer.max_time=00:00:00:12",
         f"+callbacks.probe.out={tmp_path / 'probe'}",
         "+callbacks.probe.skew_seconds=1",
     )
@@ -205,13 +205,13 @@ def test_a_multirun_of_multi_process_jobs_is_refused_in_one_line(synthetic_root,
 
 
 def test_sigkill_of_both_ranks_then_resume_ends_as_the_uninterrupted_run(synthetic_root, tmp_path):
-    """Both ranks killed in epoch 1 (of 3), resumed with resume=RUN_DIR: each rank ends with the
+    """Both ranks killed in epoch 1 (of 2), resumed with resume=RUN_DIR: each rank ends with the
     weights of the uninterrupted run (dropout on: each rank's generators are restored to its
     own state, not rank 0's)."""
     common = [
         *SMALL_FLAGSHIP,
         f"data.root={synthetic_root}",
-        "trainer.max_epochs=3",
+        "trainer.max_epochs=2",
         "trainer.deterministic=true",
         "oof=false",
     ]
