@@ -127,8 +127,8 @@ class CycleSWA(CycleEndCallback):
 
     Under DDP every rank averages the same weights; each recomputes the BatchNorm statistics on
     its share of the training data, then the shares' statistics are averaged across ranks (the
-    shares have equal batch counts, so this is the statistics of the whole data), and every rank
-    holds the same averaged net (`averaged_weights`).
+    shares have equal batch counts, so this is the mean over all the ranks' batches, as one
+    process would average them), and every rank holds the same averaged net (`averaged_weights`).
     """
 
     def __init__(
