@@ -7,6 +7,8 @@ net's Hydra config (`net_config`) and the input normalisation (`tile_options`).
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -33,6 +35,18 @@ def net_weights(checkpoint: dict) -> dict:
     """The net's weights in a checkpoint (the module's `net.` entries, without the prefix)."""
     state = checkpoint["state_dict"]
     return {k.removeprefix(NET_PREFIX): v for k, v in state.items() if k.startswith(NET_PREFIX)}
+
+
+@contextmanager
+def weights_loaded(net: nn.Module, weights: Mapping[str, torch.Tensor]) -> Iterator[nn.Module]:
+    """`net` holding `weights` inside the block; its own weights (copied first) put back after,
+    also when the block raises."""
+    own = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    net.load_state_dict(weights)
+    try:
+        yield net
+    finally:
+        net.load_state_dict(own)
 
 
 def check_weights_fit(path, state: dict, model: nn.Module) -> None:

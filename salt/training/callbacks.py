@@ -12,6 +12,7 @@ from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, update_bn
 
+from salt.models.checkpoints import weights_loaded
 from salt.training.distributed import broadcast
 from salt.training.schedules import cosine_cycles
 
@@ -179,12 +180,8 @@ class CycleSWA(CycleEndCallback):
         train_batches = trainer.datamodule.train_dataloader()  # type: ignore[attr-defined]
         update_bn(train_batches, averaged_net, device=pl_module.device)
         average_batchnorm_statistics(trainer, averaged_net)
-        raw_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-        net.load_state_dict(averaged_net.state_dict())
-        try:
+        with weights_loaded(net, averaged_net.state_dict()):
             trainer.save_checkpoint(self.path, weights_only=True)
-        finally:
-            net.load_state_dict(raw_state)
 
     def state_dict(self) -> dict[str, Any]:
         average = None if self.average is None else self.average.state_dict()

@@ -26,7 +26,7 @@ from salt.core.metrics import sweep_thresholds, tgs_score
 from salt.core.rundir import RunDir
 from salt.data.datamodule import TGSDataModule
 from salt.inference.tiles import predict_tiles
-from salt.models.checkpoints import net_weights, read_checkpoint
+from salt.models.checkpoints import net_weights, read_checkpoint, weights_loaded
 from salt.training.callbacks import CycleSWA
 from salt.training.distributed import broadcast
 from salt.training.module import SaltModule
@@ -92,12 +92,8 @@ def validate_weights(
     trainer: pl.Trainer, module: SaltModule, datamodule, weights: Mapping[str, torch.Tensor]
 ) -> dict[str, float]:
     """Validation metrics of `weights` (every rank together); the net's own weights are put back."""
-    kept = {k: v.detach().clone() for k, v in module.net.state_dict().items()}
-    module.net.load_state_dict(weights)
-    try:
+    with weights_loaded(module.net, weights):
         results = trainer.validate(module, datamodule=datamodule, verbose=False)
-    finally:
-        module.net.load_state_dict(kept)
     return {k: float(v) for k, v in results[0].items()}
 
 
@@ -116,19 +112,15 @@ def save_out_of_fold(
     Predicted on the training device at the training precision (as `salt.predict` runs on a
     GPU), not where Lightning's teardown left the module. The net's own weights are put back.
     """
-    kept = {k: v.detach().clone() for k, v in module.net.state_dict().items()}
-    module.net.load_state_dict(weights)
-    try:
+    with weights_loaded(module.net, weights) as net:
         predictions = predict_tiles(
-            module.net,
+            net,
             datamodule.val_set,
             batch_size=datamodule.val_batch_size,
             device=device,
             tta=tta,
             precision=precision,
         )
-    finally:
-        module.net.load_state_dict(kept)
     val_tiles = datamodule.val_tiles
     assert val_tiles is not None and val_tiles.masks is not None  # set up for fit: training tiles
     probabilities, masks = predictions.masks, val_tiles.masks

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -11,17 +10,11 @@ import time
 import pytest
 
 from salt.core import launch
-from tests.helpers.runs import REPO_ROOT
+from tests.helpers.runs import REPO_ROOT, free_port
 
 PRINT_LAUNCH_TIME = (
     "from salt.core.launch import launch_time; print(launch_time('%H-%M-%S.%f'), flush=True)"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def torchrun_environment(rank: int, port: int) -> dict[str, str]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from salt.training.module import build_module
-from tests.helpers.runs import REPO_ROOT
+from tests.helpers.runs import REPO_ROOT, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.multiprocess]
 
@@ -50,12 +49,6 @@ SMALL_FLAGSHIP = (
     "+callbacks.probe._target_=tests.helpers.rank_probe.RankProbe",
 )
 LAUNCH_MODES = ("lightning", "torchrun", "srun")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def commands(mode: str, overrides: list[str]) -> list[tuple[list[str], dict[str, str]]]:

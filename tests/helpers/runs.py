@@ -4,6 +4,7 @@ run as a user runs them."""
 from __future__ import annotations
 
 import importlib.util
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -75,3 +76,10 @@ def run_main(main: Callable, argv: Sequence, capsys) -> tuple[int, str, str]:
         status = exit.code
     captured = capsys.readouterr()
     return status, captured.out, captured.err
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now, on the loopback address."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
