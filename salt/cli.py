@@ -1,6 +1,7 @@
-"""Console scripts of the Hydra commands (`salt-train`, `salt-predict`, `salt-tune`): the same
-entry points as `python -m salt.train` etc., with one-line errors for bad overrides. Hydra's
-shell completion works with them: `eval "$(salt-train -sc install=bash)"`.
+"""Console scripts of the Hydra commands (`salt-train`, `salt-predict`, `salt-tune`,
+`salt-pseudo`): the same entry points as `python -m salt.train` etc., with one-line errors for
+bad overrides. Hydra's shell completion works with them:
+`eval "$(salt-train -sc install=bash)"`.
 
 The argparse commands (`salt-export`, `salt-evaluate`, ...) point at their modules' `main`.
 `salt.core.config.HYDRA_COMMANDS` maps these scripts to their modules.
@@ -25,5 +26,11 @@ def predict() -> None:
 
 def tune() -> None:
     from salt.tune import main
+
+    run_hydra_main(main)
+
+
+def pseudo() -> None:
+    from salt.pseudo import main
 
     run_hydra_main(main)

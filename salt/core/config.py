@@ -43,6 +43,7 @@ HYDRA_COMMANDS = {
     "salt-train": "salt.train",
     "salt-predict": "salt.predict",
     "salt-tune": "salt.tune",
+    "salt-pseudo": "salt.pseudo",
 }
 
 

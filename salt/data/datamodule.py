@@ -10,7 +10,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, SequentialSampler
+from torch.utils.data import DataLoader, Sampler, SequentialSampler
 
 from salt.core.checks import positive_number, whole_number
 from salt.core.errors import ConfigError
@@ -19,29 +19,11 @@ from salt.data.device_augment import BatchAugment
 from salt.data.device_loader import DeviceTileLoader, tiles_to_tensor
 from salt.data.folds import load_or_make_folds, make_folds
 from salt.data.io import TileSet, load_train
+from salt.data.pseudo import PseudoFolder
+from salt.data.samplers import MixedSampler, SeededSampler
 
-
-def augmentation_seed(seed: int, epoch: int, index: int) -> int:
-    """The seed of one tile's augmentation in one epoch: a function of (seed, epoch, index) only."""
-    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
-
-
-class SeededSampler(DistributedSampler):
-    """Shuffles with a generator seeded from (seed, epoch) and yields `(index, augmentation seed)`.
-
-    The order and the augmentations of an epoch then depend on nothing but the seed and the epoch
-    (not on the global RNG, the number of workers or what ran before), so a run resumed from a
-    checkpoint replays exactly the batches of an uninterrupted one. Lightning calls `set_epoch`
-    before every epoch. Being a `DistributedSampler`, it shards the epoch itself under DDP and
-    Lightning leaves it in place.
-    """
-
-    def __init__(self, dataset: Dataset, seed: int = 0, num_replicas: int = 1, rank: int = 0):
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
-
-    def __iter__(self):
-        for index in super().__iter__():
-            yield index, augmentation_seed(self.seed, self.epoch, index)
+# SeededSampler moved to salt.data.samplers; importers of it from here keep working
+__all__ = ["MixedSampler", "SeededSampler", "TGSDataModule"]
 
 
 SYNTHETIC_OPTIONS = ("n_train", "n_test", "seed")
@@ -55,6 +37,8 @@ def check_settings(
     num_workers: Any,
     std: Any,
     synthetic: Any,
+    pseudo: Any = None,
+    pseudo_ratio: Any = 0.5,
 ) -> None:
     """The data keys that would otherwise fail deep inside a loader or the split, by name."""
     whole_number("data.n_folds", n_folds, 2)
@@ -66,6 +50,8 @@ def check_settings(
     whole_number("data.val_batch_size", val_batch_size, 1, also=(None,))
     whole_number("data.num_workers", num_workers, 0)
     positive_number("data.std", std)
+    if pseudo:
+        positive_number("data.pseudo_ratio", pseudo_ratio)
     if synthetic:
         if not hasattr(synthetic, "items"):
             raise ConfigError(
@@ -86,6 +72,10 @@ class TGSDataModule(pl.LightningDataModule):
     `batch_size` is per device. The fold file (`folds_csv`) is written on first use and reused,
     so every fold of a run sees the same split. `seed` fixes the order and the augmentations of
     every training epoch (see `SeededSampler`).
+
+    `pseudo`: a pseudo-label folder (`python -m salt.pseudo`) whose tiles join the training set
+    only (never the validation fold, so never the OOF nor `salt.tune`), `pseudo_ratio` pseudo
+    tiles per labelled tile in every batch (`MixedSampler`).
 
     `on_device`: the train/validation tiles are copied once to the trainer's root device and
     batches are gathered and augmented there (`DeviceTileLoader`, augmented by
@@ -113,9 +103,21 @@ class TGSDataModule(pl.LightningDataModule):
         seed: int = 0,
         on_device: bool = False,
         device_transform: BatchAugment | None = None,
+        pseudo: str | None = None,
+        pseudo_ratio: float = 0.5,
     ):
         super().__init__()
-        check_settings(fold, n_folds, batch_size, val_batch_size, num_workers, std, synthetic)
+        check_settings(
+            fold,
+            n_folds,
+            batch_size,
+            val_batch_size,
+            num_workers,
+            std,
+            synthetic,
+            pseudo,
+            pseudo_ratio,
+        )
         self.root = Path(root)
         self.fold, self.n_folds, self.fold_seed = fold, n_folds, fold_seed
         self.folds_csv = Path(folds_csv) if folds_csv else None
@@ -133,6 +135,9 @@ class TGSDataModule(pl.LightningDataModule):
         self.tile_options: dict[str, Any] = dict(mean=mean, std=std, channels=channels)
         self.synthetic = synthetic
         self.seed = seed
+        self.pseudo = PseudoFolder(pseudo) if pseudo else None
+        self.pseudo_ratio = pseudo_ratio
+        self.pseudo_tiles: TileSet | None = None
         self.train_tiles: TileSet | None = None
         self.val_tiles: TileSet | None = None
 
@@ -162,12 +167,12 @@ class TGSDataModule(pl.LightningDataModule):
         in_val = folds["fold"].to_numpy() == self.fold
         self.train_tiles = tiles.subset(np.flatnonzero(~in_val))
         self.val_tiles = tiles.subset(np.flatnonzero(in_val))
-        self.train_set = TileDataset(
-            self.train_tiles.images,
-            self.train_tiles.masks,
-            self.train_transform,
-            **self.tile_options,
-        )
+        images, masks = self.train_tiles.images, self.train_tiles.truth
+        if self.pseudo is not None:
+            self.pseudo_tiles = self.pseudo.load(self.fold, tiles.ids)
+            images = np.concatenate([images, self.pseudo_tiles.images])
+            masks = np.concatenate([masks, self.pseudo_tiles.truth])
+        self.train_set = TileDataset(images, masks, self.train_transform, **self.tile_options)
         self.val_set = TileDataset(self.val_tiles.images, self.val_tiles.masks, **self.tile_options)
 
     @property
@@ -207,12 +212,19 @@ class TGSDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader | DeviceTileLoader:
         trainer = self.trainer
-        sampler = SeededSampler(
-            self.train_set,
-            seed=self.seed,
+        ranks = dict(
             num_replicas=trainer.world_size if trainer else 1,
             rank=trainer.global_rank if trainer else 0,
         )
+        sampler: SeededSampler
+        if self.pseudo_tiles is not None:
+            assert self.train_tiles is not None  # set up with the pseudo tiles
+            labelled = len(self.train_tiles)
+            sampler = MixedSampler(
+                self.train_set, labelled, self.pseudo_ratio, seed=self.seed, **ranks
+            )
+        else:
+            sampler = SeededSampler(self.train_set, seed=self.seed, **ranks)
         sampler.set_epoch(trainer.current_epoch if trainer else 0)
         drop_last = len(sampler) > self.batch_size
         if self.on_device:
