@@ -1,6 +1,7 @@
 """Generated seismic tiles with salt bodies, in the Kaggle TGS layout and formats.
 
     python -m salt.data.synthetic OUT_DIR --train N --test M --seed S [--section HxW [--section-only]]
+    python -m salt.data.synthetic OUT_DIR --cube IxXxT --cube-only [--sorting ...] [--endian ...]
 
 Each tile is a reflectivity series (random layer boundaries) folded and dipped by smooth
 vertical displacements, convolved with a Ricker wavelet along depth, plus noise. A salt body
@@ -12,6 +13,12 @@ about 1.5% are blank, as in the competition data. The same arguments write the s
 seismic amplitudes, zero mean, unit std, as a SEG-Y section would hold), `section.png` (the
 same rendered as 8-bit grayscale like the tiles) and its truth `section_mask.png` (0/255);
 `--section-only` writes the section and no tiles.
+
+`--cube IxXxT` also writes a 3-D survey of I inlines, X crosslines and T samples with salt bodies
+(`salt.data.synthetic_cube`): `cube.sgy` (SEG-Y, inlines numbered from 100, crosslines from 300,
+4 ms) and its truth `cube_mask.npy` (uint8 0/1, (I, X, T)), streamed with a few inlines in memory;
+`--sorting`, `--endian`, `--format`, `--missing` and `--dead` shape the SEG-Y file, and
+`--cube-only` writes the cube and no tiles.
 """
 
 from __future__ import annotations
@@ -245,6 +252,25 @@ def _section_shape(text: str) -> tuple[int, int]:
     return height, width
 
 
+def _cube_shape(text: str) -> tuple[int, int, int]:
+    try:
+        inlines, crosslines, samples = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected INLINESxCROSSLINESxSAMPLES, got {text!r}"
+        ) from None
+    if min(inlines, crosslines, samples) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive IxXxT, got {text!r}")
+    return inlines, crosslines, samples
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 0.5:
+        raise argparse.ArgumentTypeError(f"must be in 0..0.5, got {value}")
+    return value
+
+
 def write_section(out: Path, height: int, width: int, seed: int) -> None:
     """section.npy (float32 amplitudes), section.png (uint8) and section_mask.png (0/255)."""
     out.mkdir(parents=True, exist_ok=True)
@@ -264,16 +290,53 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--section", type=_section_shape, help="also write a HxW section")
     parser.add_argument("--section-only", action="store_true", help="the section, no tiles")
+    add_cube_arguments(parser)
     args = parser.parse_args(argv)
     if args.section_only and not args.section:
         parser.error("--section-only needs --section HxW")
-    if not args.section_only:
+    if args.cube_only and not args.cube:
+        parser.error("--cube-only needs --cube IxXxT")
+    if not (args.section_only or args.cube_only):
         generate(args.out_dir, args.train, args.test, args.seed)
         print(f"wrote {args.train} train and {args.test} test tiles to {args.out_dir}")
     if args.section:
         height, width = args.section
         write_section(args.out_dir, height, width, seed=args.seed)
         print(f"wrote a {height}x{width} section to {args.out_dir}/section.npy (.png, _mask.png)")
+    if args.cube:
+        write_cube_from(args)
+
+
+def add_cube_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cube", type=_cube_shape, help="also write an IxXxT SEG-Y cube")
+    parser.add_argument("--cube-only", action="store_true", help="the cube, no tiles")
+    parser.add_argument("--sorting", choices=("inline", "crossline"), default="inline")
+    parser.add_argument("--endian", choices=("big", "little"), default="big")
+    parser.add_argument(
+        "--format", type=int, choices=(5, 3), default=5, help="5: IEEE float, 3: int16"
+    )
+    parser.add_argument(
+        "--missing", type=_fraction, default=0.0, help="fraction of traces left out (a corner)"
+    )
+    parser.add_argument(
+        "--dead", type=_fraction, default=0.0, help="fraction of traces written as zeros"
+    )
+
+
+def write_cube_from(args: argparse.Namespace) -> None:
+    from salt.data.synthetic_cube import write_cube  # imports this module
+
+    segy, mask = write_cube(
+        args.out_dir,
+        args.cube,
+        seed=args.seed,
+        missing_fraction=args.missing,
+        dead_fraction=args.dead,
+        sorting=args.sorting,
+        endian=args.endian,
+        format=args.format,
+    )
+    print(f"wrote a {'x'.join(map(str, args.cube))} cube to {segy} (truth: {mask.name})")
 
 
 if __name__ == "__main__":

@@ -101,7 +101,11 @@ def predict_tiles(
     """
     tta = check_tta(tta)
     device = torch.device(device)
-    net = net.to(device).eval()
+    parameter = next(net.parameters(), None)
+    if parameter is not None and parameter.device != device:  # .to() walks every module
+        net = net.to(device)
+    if net.training:
+        net.eval()
     masks, salt = [], []
     loader = DataLoader(
         dataset, batch_size=batch_size, shuffle=False, pin_memory=device.type == "cuda"

@@ -1,0 +1,168 @@
+"""The lines of a survey predicted by Lightning's predict loop, on one process or several.
+
+One item of `LineDataset` is one whole line (an inline or a crossline), read and scaled to 8-bit;
+`LinePredictor.predict_step` tiles it, predicts the tiles with the TTA and checkpoint ensemble
+of salt.predict and blends them back (salt.sections.stitch); `LineWriter` hands each line to
+`SurveyWork.write_line` as soon as it is predicted. Under DDP, Lightning's distributed sampler
+gives each rank its own lines and each rank writes only those: nothing is gathered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import BasePredictionWriter, TQDMProgressBar
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from salt.inference.tiles import predict_ensemble
+from salt.sections.cube import Survey
+from salt.sections.seismic import Scaling
+from salt.sections.stitch import stitch
+from salt.sections.survey_work import SurveyWork
+
+Line = tuple[str, int]  # ("inline" or "crossline", index along that axis)
+
+
+class LineDataset(Dataset):
+    """`lines` of `survey` as dicts: axis, index, image ((samples, traces) uint8) and blank
+    ((traces,) bool: missing or all-zero traces, which are given no salt)."""
+
+    def __init__(self, survey: Survey, lines: Sequence[Line], scaling: Scaling) -> None:
+        self.survey, self.lines, self.scaling = survey, list(lines), scaling
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def __getitem__(self, item: int) -> dict[str, Any]:
+        axis, index = self.lines[item]
+        amplitudes = self.survey.line(axis, index)
+        return {
+            "axis": axis,
+            "index": index,
+            "image": self.scaling(amplitudes),
+            "blank": ~np.any(amplitudes, axis=0),
+        }
+
+
+def one_line(batch: list[dict[str, Any]]) -> dict[str, Any]:
+    """The DataLoader's collate_fn: a batch is one line, as it is."""
+    (line,) = batch
+    return line
+
+
+class SurveyLines(pl.LightningDataModule):
+    """The lines of `axes` not yet done in `work`, decided once all ranks have started.
+
+    In `setup`, rank 0 starts the work folder (removing an old one with `overwrite`); then every
+    rank lists the lines already done, and no rank goes on before all have listed them, so all
+    agree on the lines left (nothing is written in between), and the distributed sampler splits
+    the same list on every rank.
+    """
+
+    def __init__(
+        self,
+        survey: Survey,
+        work: SurveyWork,
+        settings: dict[str, Any],
+        overwrite: bool,
+        axes: Sequence[str],
+        scaling: Scaling,
+        workers: int = 0,
+    ) -> None:
+        super().__init__()
+        self.survey, self.work, self.settings, self.overwrite = survey, work, settings, overwrite
+        self.axes, self.scaling, self.workers = list(axes), scaling, workers
+        self.todo: list[Line] = []
+
+    def setup(self, stage: str) -> None:
+        trainer = self.trainer
+        assert trainer is not None, "setup runs inside Trainer.predict"
+        strategy = trainer.strategy
+        if trainer.is_global_zero:
+            self.work.start(self.settings, self.overwrite)
+        strategy.barrier("survey-started")
+        self.todo = [
+            (axis, index)
+            for axis in self.axes
+            for index in sorted(set(range(self.survey.line_count(axis))) - self.work.done(axis))
+        ]
+        strategy.barrier("survey-listed")
+
+    def predict_dataloader(self) -> DataLoader:
+        return DataLoader(
+            LineDataset(self.survey, self.todo, self.scaling),
+            batch_size=1,
+            collate_fn=one_line,
+            num_workers=self.workers,
+            persistent_workers=False,
+        )
+
+
+class LinePredictor(pl.LightningModule):
+    """Predicts one line per step: float16 (samples, traces) salt probabilities, 0 on blank
+    traces. `models` are `salt.inference.tiles.load_model` results."""
+
+    def __init__(
+        self,
+        models: Sequence[tuple[nn.Module, dict]],
+        tta: Sequence[str],
+        stride: int,
+        batch_size: int,
+        precision: str | None,
+    ) -> None:
+        super().__init__()
+        self.nets = nn.ModuleList([net for net, _ in models])
+        self.tile_options = [options for _, options in models]
+        self.tta, self.stride = list(tta), stride
+        self.batch_size, self.tile_precision = batch_size, precision
+
+    def predict_tiles(self, tiles: np.ndarray) -> np.ndarray:
+        return predict_ensemble(
+            list(zip(self.nets, self.tile_options)),
+            tiles,
+            batch_size=self.batch_size,
+            device=self.device,
+            tta=self.tta,
+            precision=self.tile_precision,
+        ).masks
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int = 0) -> dict[str, Any]:
+        image = batch["image"]
+        probability = np.zeros(image.shape, dtype=np.float16)
+
+        def emit(top: int, _image: np.ndarray, rows: np.ndarray) -> None:
+            probability[top : top + len(rows)] = rows
+
+        stitch(image, self.predict_tiles, emit, stride=self.stride)
+        probability[:, batch["blank"]] = 0
+        return {"axis": batch["axis"], "index": batch["index"], "probability": probability}
+
+
+class LineWriter(BasePredictionWriter):
+    """Writes every predicted line through `write(axis, index, probability)` at once."""
+
+    def __init__(self, write: Callable[[str, int, np.ndarray], Any]) -> None:
+        super().__init__(write_interval="batch")
+        self.write = write
+
+    def write_on_batch_end(
+        self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx
+    ) -> None:
+        self.write(prediction["axis"], prediction["index"], prediction["probability"])
+
+
+class LineProgressBar(TQDMProgressBar):
+    """Lightning's bar, counting lines: lines per second and the time left (rank 0's lines)."""
+
+    def init_predict_tqdm(self):
+        bar = super().init_predict_tqdm()
+        bar.unit = "line"
+        return bar
+
+    def on_predict_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        super().on_predict_batch_start(trainer, pl_module, batch, batch_idx, dataloader_idx)
+        self.predict_progress_bar.set_description(f"{batch['axis']}s", refresh=False)

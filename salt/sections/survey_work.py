@@ -1,0 +1,185 @@
+"""The names and contents of a survey's output folder, finished and unfinished.
+
+`SurveyWork` owns OUT_DIR. Until a survey is finished its work lives in OUT_DIR/.survey/:
+`settings.json` (what the predicted lines depend on) and one file per predicted line,
+`lines/<axis>/<index>.npy` ((samples, traces) float16 probabilities), each written atomically
+by the rank that predicted it. The set of line files is the progress record: a line is done
+exactly when its file exists, so a killed run resumes from the lines already done, and a line
+predicted twice (a resume, or the distributed sampler's padding) is the same bytes twice.
+
+Merging (one process, after every line is done) builds the final volumes, indexed
+[inline, crossline, sample]: the inline pass is read line by line; the crossline pass is first
+gathered into an [inline, crossline, sample] float16 volume (`crossline.npy`, one strided write
+per crossline) so that both passes are then read in inline order; the probability is the mean
+of the passes given. The final files are written under temporary names and renamed into
+OUT_DIR together at the end, `summary.json` last: a folder with `summary.json` is finished.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from salt.core.errors import SaltError
+from salt.core.files import atomic_path, write_json
+from salt.sections.cube import AXES, Survey
+from salt.sections.paging import PAGE_RELEASE_EVERY, Slices, release_pages
+
+WORK = ".survey"
+SETTINGS = "settings.json"
+SUMMARY = "summary.json"
+PROBABILITY_SEGY, MASK_SEGY = "probability.sgy", "mask.sgy"
+PROBABILITY, MASK, TRACES = "probability.npy", "mask.npy", "traces.npy"
+BODIES_CSV, SLICES_PNG, BODIES_PNG = "bodies.csv", "slices.png", "bodies.png"
+OUTPUTS = (
+    PROBABILITY_SEGY,
+    MASK_SEGY,
+    PROBABILITY,
+    MASK,
+    TRACES,
+    BODIES_CSV,
+    SLICES_PNG,
+    BODIES_PNG,
+    SUMMARY,
+)
+MERGES = ("mean", "max")
+# traces.npy: what each (inline, crossline) position of the grid holds
+MISSING, LIVE, DEAD = 0, 1, 2
+
+
+class SurveyWork:
+    def __init__(self, out_dir) -> None:
+        self.out = Path(out_dir)
+        self.root = self.out / WORK
+
+    def output(self, name: str) -> Path:
+        return self.out / name
+
+    @property
+    def finished(self) -> bool:
+        return self.output(SUMMARY).is_file()
+
+    def lines_dir(self, axis: str) -> Path:
+        return self.root / "lines" / axis
+
+    def line_path(self, axis: str, index: int) -> Path:
+        return self.lines_dir(axis) / f"{index:06d}.npy"
+
+    def done(self, axis: str) -> set[int]:
+        """The lines of `axis` whose file is complete (temporary files start with a dot)."""
+        folder = self.lines_dir(axis)
+        if not folder.is_dir():
+            return set()
+        return {int(p.stem) for p in folder.glob("[0-9]*.npy")}
+
+    def write_line(self, axis: str, index: int, probability: np.ndarray) -> None:
+        with atomic_path(self.line_path(axis, index)) as temporary:
+            np.save(temporary, probability, allow_pickle=False)
+
+    # -- settings: what the line files were predicted with -------------------------------------
+    def check(self, settings: dict[str, Any], overwrite: bool) -> None:
+        """Refuses (one line) a finished folder and an unfinished one predicted with other
+        settings, unless `overwrite`. Reads only: every rank calls it before any starts."""
+        if overwrite:
+            return
+        if self.finished:
+            raise SaltError(
+                f"{self.out}: holds a finished survey ({SUMMARY}): pass --overwrite to replace it"
+            )
+        saved = self.read_settings()
+        if saved is not None and saved != settings:
+            changed = sorted(
+                k for k in settings.keys() | saved.keys() if settings.get(k) != saved.get(k)
+            )
+            raise SaltError(
+                f"{self.out}: holds an unfinished survey predicted with other settings "
+                f"({', '.join(changed)}): run it with those, or pass --overwrite to start again"
+            )
+
+    def start(self, settings: dict[str, Any], overwrite: bool) -> None:
+        """The work folder for `settings`: new (after removing everything, with `overwrite`),
+        or the unfinished one `check` accepted. One process only."""
+        if overwrite:
+            self.remove_outputs()
+        for axis in AXES:
+            self.lines_dir(axis).mkdir(parents=True, exist_ok=True)
+        if self.read_settings() is None:
+            write_json(self.root / SETTINGS, settings)
+
+    def read_settings(self) -> dict[str, Any] | None:
+        path = self.root / SETTINGS
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def remove_outputs(self) -> None:
+        for name in OUTPUTS:
+            self.output(name).unlink(missing_ok=True)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def remove_work(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    # -- merging ---------------------------------------------------------------------------------
+    def gather_crosslines(self, shape: tuple[int, int, int]) -> np.ndarray:
+        """The crossline pass as an [inline, crossline, sample] float16 memmap in the work folder."""
+        with atomic_path(self.root / "crossline.npy") as temporary:
+            volume = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.float16, shape=shape)
+            for index in range(shape[1]):
+                volume[:, index, :] = np.load(self.line_path("crossline", index)).T
+                if index % PAGE_RELEASE_EVERY == PAGE_RELEASE_EVERY - 1:
+                    release_pages(volume)
+            volume.flush()
+            del volume
+        return np.load(self.root / "crossline.npy", mmap_mode="r")
+
+    def merge(
+        self,
+        survey: Survey,
+        axes: Sequence[str],
+        threshold: float,
+        files: ExitStack,
+        how: str = "mean",
+    ) -> tuple[Slices, Slices, np.ndarray]:
+        """(probability, mask, traces) written to temporary files that `files` renames into
+        OUT_DIR when it closes: float32 probabilities (the passes' mean, or `how`="max" their
+        maximum; NaN where a trace is missing), the uint8 0/1 mask (probability >= threshold)
+        and the uint8 trace map (MISSING, LIVE, DEAD)."""
+        shape = survey.shape
+        missing = [a for a in axes if len(self.done(a)) < survey.line_count(a)]
+        if missing:
+            raise SaltError(f"{self.out}: lines missing from the {' and '.join(missing)} pass")
+        crosslines = self.gather_crosslines(shape) if "crossline" in axes else None
+        present = survey.trace_index >= 0
+        traces = np.where(present, LIVE, MISSING).astype(np.uint8)
+        traces[survey.dead_traces()] = DEAD
+
+        def memmap(name: str, dtype) -> np.ndarray:
+            temporary = files.enter_context(atomic_path(self.output(name)))
+            return np.lib.format.open_memmap(temporary, mode="w+", dtype=dtype, shape=shape)
+
+        probability = Slices(memmap(PROBABILITY, np.float32))
+        mask = Slices(memmap(MASK, np.uint8))
+        crossline_slices = None if crosslines is None else Slices(crosslines)
+        for inline in range(shape[0]):
+            passes = []
+            if "inline" in axes:
+                line = np.load(self.line_path("inline", inline), allow_pickle=False)
+                passes.append(line.T.astype(np.float32))
+            if crossline_slices is not None:
+                passes.append(crossline_slices[inline].astype(np.float32))
+            if len(passes) == 1:
+                merged = passes[0]
+            elif how == "max":
+                merged = np.maximum(passes[0], passes[1])
+            else:
+                merged = (passes[0] + passes[1]) / np.float32(2)
+            merged[~present[inline]] = np.nan
+            probability[inline] = merged
+            mask[inline] = merged >= threshold
+        np.save(files.enter_context(atomic_path(self.output(TRACES))), traces)
+        return probability, mask, traces

@@ -1,0 +1,365 @@
+"""Salt in a whole 3-D survey:
+`python -m salt.survey SURVEY.sgy --runs RUN_DIR... --out OUT_DIR`.
+
+Every inline and every crossline of a 3-D post-stack SEG-Y file is predicted as a whole section
+(salt.section's tiling and blending, salt.predict's TTA and checkpoint ensemble), the two passes
+are averaged into one probability volume, and OUT_DIR receives probability.sgy and mask.sgy (the
+input's headers, trace for trace), probability.npy and mask.npy ([inline, crossline, sample]),
+traces.npy (missing, live or dead trace at each grid position), bodies.csv (the 3-D salt bodies),
+slices.png and bodies.png (pictures) and summary.json. Lines are streamed and written as they
+are predicted, shared between processes by Lightning's predict loop (--devices, --num-nodes, or
+torchrun/srun), and a killed run continues from the lines it had done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+from scipy import ndimage
+
+from salt.core.errors import DataError, SaltError, exit_on_salt_error
+from salt.core.files import atomic_path, write_json
+from salt.core.rundir import CHECKPOINT_KINDS, checkpoint_files, run_entries
+from salt.data.padding import TILE
+from salt.inference.tiles import TTA_TRANSFORMS, check_tta, load_model
+from salt.sections.bodies import fill_enclosed_holes, find_bodies, write_bodies_csv
+from salt.sections.cube import AXES, Survey
+from salt.sections.lines import LinePredictor, LineProgressBar, LineWriter, SurveyLines
+from salt.sections.pictures import bodies_figure, slices_figure
+from salt.sections.segy_out import IEEE_FLOAT, INT16, write_segy_like
+from salt.sections.stitch import check_stride
+from salt.sections.survey_work import (
+    BODIES_CSV,
+    BODIES_PNG,
+    DEAD,
+    MASK_SEGY,
+    MERGES,
+    MISSING,
+    PROBABILITY_SEGY,
+    SLICES_PNG,
+    SUMMARY,
+    SurveyWork,
+)
+
+PICTURE_SIZE = 96  # the most voxels along an axis of the volume the bodies are rendered from
+
+
+def parse_axes(text: str) -> list[str]:
+    axes = [a.strip() for a in text.split(",") if a.strip()]
+    unknown = [a for a in axes if a not in AXES]
+    if not axes or unknown or len(set(axes)) != len(axes):
+        raise argparse.ArgumentTypeError(f"expected inline, crossline or both, got {text!r}")
+    return [a for a in AXES if a in axes]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m salt.survey", description=__doc__.split("\n\n")[1]
+    )
+    parser.add_argument("input", type=Path, help="3-D post-stack SEG-Y file (.sgy/.segy)")
+    parser.add_argument("--runs", nargs="+", required=True, help="run directories or .ckpt files")
+    parser.add_argument("--out", type=Path, required=True, help="output directory")
+    parser.add_argument(
+        "--axes",
+        type=parse_axes,
+        default=list(AXES),
+        help="which lines to predict: inline,crossline (default), inline or crossline",
+    )
+    parser.add_argument(
+        "--merge", choices=MERGES, default="mean", help="how the two passes are combined"
+    )
+    parser.add_argument(
+        "--stride", type=int, default=50, help=f"tile spacing in pixels (1..{TILE})"
+    )
+    parser.add_argument("--tta", nargs="+", default=["none", "hflip"], choices=TTA_TRANSFORMS)
+    parser.add_argument(
+        "--checkpoints", nargs="+", default=["auto"], choices=CHECKPOINT_KINDS, metavar="KIND"
+    )
+    parser.add_argument("--batch-size", type=int, default=64, help="tiles per forward pass")
+    parser.add_argument("--precision", default="bf16-mixed", help="autocast on a GPU")
+    parser.add_argument(
+        "--clip-percentile",
+        type=float,
+        default=99.0,
+        help="amplitudes are clipped at this percentile of |amplitude| over the survey",
+    )
+    parser.add_argument("--threshold", type=float, default=0.5, help="probability -> mask")
+    parser.add_argument(
+        "--min-voxels", type=int, default=0, help="drop salt bodies smaller than this"
+    )
+    parser.add_argument(
+        "--fill-holes", action="store_true", help="fill holes enclosed in a salt body"
+    )
+    parser.add_argument(
+        "--vertical",
+        choices=("time", "depth"),
+        default="time",
+        help="what the samples are: time (ms) or depth (m)",
+    )
+    parser.add_argument("--no-pictures", action="store_true", help="skip slices.png and bodies.png")
+    parser.add_argument("--truth", type=Path, help="a true mask (.npy, the cube's shape) to score")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace a finished or unfinished result"
+    )
+    parser.add_argument("--accelerator", default="auto", help="auto, cpu or gpu (Lightning's)")
+    parser.add_argument("--devices", type=int, default=1, help="processes per node")
+    parser.add_argument("--num-nodes", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers reading lines")
+    return parser.parse_args(argv)
+
+
+def file_identity(path: Path) -> dict[str, Any]:
+    stat = path.stat()
+    return {"path": str(path.resolve()), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def check_options(args: argparse.Namespace) -> None:
+    try:
+        check_stride(args.stride)
+    except ValueError as error:
+        raise SaltError(f"--{error}") from None
+    if not 0 < args.threshold < 1:
+        raise SaltError(f"--threshold: must be in (0, 1), got {args.threshold}")
+    if args.min_voxels < 0:
+        raise SaltError(f"--min-voxels: must be at least 0, got {args.min_voxels}")
+    if args.batch_size < 1:
+        raise SaltError(f"--batch-size: must be at least 1, got {args.batch_size}")
+
+
+def read_truth(path: Path, shape: tuple[int, int, int]) -> np.ndarray:
+    try:
+        truth = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise DataError(path, f"not a readable .npy file ({error})") from None
+    if truth.shape != shape:
+        raise DataError(path, f"truth of shape {truth.shape} does not match the survey {shape}")
+    return truth
+
+
+@dataclass
+class MaskViews:
+    """What one pass over the final mask gathers: its salt voxels, the voxels it shares with the
+    truth and their union, the salt of the three picture slices through `position`, and the
+    mask shrunk to at most PICTURE_SIZE voxels an axis (a block is salt where any voxel is)."""
+
+    salt_voxels: int
+    shared_voxels: int
+    union_voxels: int
+    slices: dict[str, np.ndarray]
+    small: np.ndarray
+    step: tuple[int, int, int]
+
+
+def picture_position(shape: tuple[int, int, int], bodies) -> tuple[int, int, int]:
+    """The centre of the largest body's bounding box; the survey's centre without salt."""
+    if not bodies:
+        return (shape[0] // 2, shape[1] // 2, shape[2] // 2)
+    middle = (np.array(bodies[0].start) + np.array(bodies[0].stop) - 1) // 2
+    return (int(middle[0]), int(middle[1]), int(middle[2]))
+
+
+def mask_views(mask, position, truth: np.ndarray | None = None) -> MaskViews:
+    shape = mask.shape
+    inline, crossline, sample = position
+    step = tuple(max(1, math.ceil(n / PICTURE_SIZE)) for n in shape)
+    small = np.zeros([math.ceil(n / s) for n, s in zip(shape, step)], dtype=bool)
+    slices = {
+        "inline": np.zeros(shape[1:], dtype=bool),
+        "crossline": np.zeros((shape[0], shape[2]), dtype=bool),
+        "slice": np.zeros(shape[:2], dtype=bool),
+    }
+    salt = shared = union = 0
+    for index in range(shape[0]):
+        plane = mask[index] > 0
+        salt += int(np.count_nonzero(plane))
+        if truth is not None:
+            true = np.asarray(truth[index]) > 0
+            shared += int(np.count_nonzero(plane & true))
+            union += int(np.count_nonzero(plane | true))
+        if index == inline:
+            slices["inline"] = plane
+        slices["crossline"][index] = plane[crossline]
+        slices["slice"][index] = plane[:, sample]
+        padded = np.pad(plane, [(0, -n % s) for n, s in zip(plane.shape, step[1:])])
+        blocks = padded.reshape(small.shape[1], step[1], small.shape[2], step[2])
+        small[index // step[0]] |= blocks.any(axis=(1, 3))
+    return MaskViews(salt, shared, union, slices, small, (step[0], step[1], step[2]))
+
+
+def labelled_by_size(small: np.ndarray) -> np.ndarray:
+    """The bodies of a small mask numbered by size, 1 = the largest."""
+    labels, count = ndimage.label(small)
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    rank = np.zeros(count + 1, dtype=np.int32)
+    rank[1 + np.argsort(-sizes, kind="stable")] = np.arange(1, count + 1)
+    return rank[labels]
+
+
+def sample_slice(survey: Survey, sample: int, scaling) -> np.ndarray:
+    """(inlines, crosslines) uint8: every trace's `sample`, scaled like the lines."""
+    values = np.zeros(survey.shape[:2], dtype=np.float32)
+    present = survey.trace_index >= 0
+    locations = np.argwhere(present)[np.argsort(survey.trace_index[present])]
+    for start, chunk in survey.trace_chunks():
+        where = locations[start : start + len(chunk)]
+        values[where[:, 0], where[:, 1]] = chunk[:, sample]
+    return scaling(values)
+
+
+def draw_pictures(work, survey, scaling, views: MaskViews, position, files: ExitStack) -> None:
+    inline, crossline, sample = position
+    seismic = {
+        "inline": scaling(survey.line("inline", inline)).T,
+        "crossline": scaling(survey.line("crossline", crossline)).T,
+        "slice": sample_slice(survey, sample, scaling),
+    }
+    slices_figure(
+        files.enter_context(atomic_path(work.output(SLICES_PNG))),
+        seismic,
+        views.slices,
+        survey.axes,
+        position,
+    )
+    bodies_figure(
+        files.enter_context(atomic_path(work.output(BODIES_PNG))),
+        labelled_by_size(views.small),
+        survey.axes,
+        views.step,
+    )
+
+
+def finish(args, survey: Survey, work: SurveyWork, scaling, models: int, started: float) -> dict:
+    """Merge the passes and write every final file (one process)."""
+    predicted = time.perf_counter()
+    truth = None if args.truth is None else read_truth(args.truth, survey.shape)
+    with ExitStack() as files:
+        summary_path = files.enter_context(atomic_path(work.output(SUMMARY)))  # renamed last
+        probability, mask, traces = work.merge(survey, args.axes, args.threshold, files, args.merge)
+        filled = fill_enclosed_holes(mask, mask) if args.fill_holes else 0
+        bodies = find_bodies(mask, mask, args.min_voxels)
+        probability.flush()
+        mask.flush()
+        for name, volume, sample_format in (
+            (PROBABILITY_SEGY, probability.volume, IEEE_FLOAT),
+            (MASK_SEGY, mask.volume, INT16),
+        ):
+            write_segy_like(
+                survey, files.enter_context(atomic_path(work.output(name))), volume, sample_format
+            )
+        write_bodies_csv(
+            files.enter_context(atomic_path(work.output(BODIES_CSV))), bodies, survey.axes
+        )
+        position = picture_position(survey.shape, bodies)
+        views = mask_views(mask, position, truth)
+        if not args.no_pictures:
+            draw_pictures(work, survey, scaling, views, position, files)
+        live = traces != MISSING
+        summary: dict[str, Any] = {
+            "input": str(args.input),
+            "shape": list(survey.shape),
+            "lines": {axis: survey.line_count(axis) for axis in args.axes},
+            "checkpoints": models,
+            "tta": args.tta,
+            "merge": args.merge,
+            "scaling": str(scaling),
+            "missing_traces": int(np.count_nonzero(~live)),
+            "dead_traces": int(np.count_nonzero(traces == DEAD)),
+            "salt_fraction": views.salt_voxels / max(1, int(live.sum()) * survey.shape[2]),
+            "filled_voxels": int(filled),
+            "bodies": len(bodies),
+            "seconds": round(time.perf_counter() - started, 1),
+            "finish_seconds": round(time.perf_counter() - predicted, 1),
+        }
+        if truth is not None:
+            union = views.union_voxels
+            summary["iou"] = 1.0 if union == 0 else views.shared_voxels / union
+        write_json(summary_path, summary)
+    work.remove_work()
+    return summary
+
+
+def summary_line(summary: dict, out: Path) -> str:
+    shape = "x".join(str(n) for n in summary["shape"])
+    lines = " + ".join(f"{n} {axis}s" for axis, n in summary["lines"].items())
+    minutes, seconds = divmod(summary["seconds"], 60)
+    text = (
+        f"survey {shape} (inlines x crosslines x samples): {lines}, "
+        f"{summary['checkpoints']} checkpoint(s) x {len(summary['tta'])} TTA, "
+        f"salt {summary['salt_fraction']:.1%}, {summary['bodies']} bodies, "
+        f"{int(minutes)} min {seconds:.0f} s -> {out}"
+    )
+    if "iou" in summary:
+        text += f"; 3-D IoU {summary['iou']:.4f}"
+    return text
+
+
+def predict_survey(args: argparse.Namespace) -> dict | None:
+    """Predict every line not yet done, then (rank 0) merge and write; rank 0's summary."""
+    started = time.perf_counter()
+    check_options(args)
+    tta = check_tta(args.tta, key="--tta")
+    if args.input.suffix.lower() not in (".sgy", ".segy"):
+        raise DataError(args.input, "expected a 3-D SEG-Y file (.sgy or .segy)")
+    survey = Survey(args.input, vertical=args.vertical)
+    paths = checkpoint_files(run_entries("--runs", args.runs), args.checkpoints)
+    try:
+        scaling = survey.scaling(args.clip_percentile)
+    except ValueError as error:
+        raise SaltError(f"--clip-percentile: {error}") from None
+    settings = {
+        "input": file_identity(args.input),
+        "checkpoints": [file_identity(Path(p)) for p in paths],
+        "tta": tta,
+        "stride": args.stride,
+        "axes": args.axes,
+        "scaling": str(scaling),
+        "precision": args.precision,
+    }
+    work = SurveyWork(args.out)
+    work.check(settings, args.overwrite)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SaltError(
+            f"{args.out}: cannot create the output directory ({error.strerror})"
+        ) from None
+    world = args.devices * args.num_nodes
+    trainer = pl.Trainer(
+        accelerator=args.accelerator,
+        devices=args.devices,
+        num_nodes=args.num_nodes,
+        strategy="ddp" if world > 1 else "auto",
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        callbacks=[LineWriter(work.write_line), LineProgressBar()],
+    )
+    module = LinePredictor(
+        [load_model(path) for path in paths], tta, args.stride, args.batch_size, args.precision
+    )
+    lines = SurveyLines(survey, work, settings, args.overwrite, args.axes, scaling, args.workers)
+    trainer.predict(module, datamodule=lines, return_predictions=False)
+    trainer.strategy.barrier("survey-predicted")
+    if not trainer.is_global_zero:
+        return None
+    return finish(args, survey, work, scaling, len(paths), started)
+
+
+@exit_on_salt_error
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    summary = predict_survey(args)
+    if summary is not None:
+        print(summary_line(summary, args.out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""Pictures of a survey (salt.sections.pictures): slices and 3-D bodies as PNG files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from salt.sections import pictures
+from salt.sections.axes import CubeAxes
+from salt.sections.pictures import (
+    BODIES_SIZE,
+    SALT_ALPHA,
+    SLICES_SIZE,
+    bodies_figure,
+    body_ids_by_size,
+    salt_overlay,
+    slices_figure,
+)
+
+pytest.importorskip("skimage")
+TEST_DPI = 30  # the drawing is the same; writing slide-sized PNGs is what takes the time
+
+
+SLIDE_DPI = pictures.DPI
+
+
+@pytest.fixture(autouse=True)
+def small_pictures(monkeypatch):
+    monkeypatch.setattr(pictures, "DPI", TEST_DPI)
+
+
+@pytest.fixture
+def full_size(monkeypatch):
+    """Pictures at the module's own DPI, as the survey writes them."""
+    monkeypatch.setattr(pictures, "DPI", SLIDE_DPI)
+
+
+def survey_axes(shape: tuple[int, int, int], vertical: str = "time") -> CubeAxes:
+    inlines, crosslines, samples = shape
+    return CubeAxes(
+        inlines=100 + 2 * np.arange(inlines),
+        crosslines=300 + np.arange(crosslines),
+        samples=8.0 * np.arange(samples) + 500,
+        vertical=vertical,
+        bin_size=(25.0, 12.5),
+    )
+
+
+def pixels(size: tuple[float, float]) -> tuple[int, int]:
+    return round(size[0] * pictures.DPI), round(size[1] * pictures.DPI)
+
+
+def png_size(path) -> tuple[int, int]:
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        return image.size
+
+
+def slices_of(volume: np.ndarray, position: tuple[int, int, int]) -> dict[str, np.ndarray]:
+    inline, crossline, sample = position
+    return {
+        "inline": volume[inline],
+        "crossline": volume[:, crossline],
+        "slice": volume[:, :, sample],
+    }
+
+
+def ball(shape, centre, radius) -> np.ndarray:
+    grid = np.indices(shape)
+    return sum((g - c) ** 2 for g, c in zip(grid, centre)) <= radius**2
+
+
+@pytest.mark.parametrize("probability", [False, True])
+def test_slices_are_a_png_of_the_documented_size(tmp_path, probability, request):
+    if not probability:  # one at the size the survey writes
+        request.getfixturevalue("full_size")
+    shape, position = (30, 40, 50), (10, 25, 20)
+    seismic = np.random.default_rng(0).integers(0, 256, shape).astype(np.uint8)
+    salt = ball(shape, (12, 20, 25), 9)
+    salt = salt * np.float32(0.8) if probability else salt
+    path = slices_figure(
+        tmp_path / "out" / "slices.png",
+        slices_of(seismic, position),
+        slices_of(salt, position),
+        survey_axes(shape),
+        position,
+    )
+    assert path == tmp_path / "out" / "slices.png"
+    assert png_size(path) == pixels(SLICES_SIZE)
+    assert probability or png_size(path) == (2700, 1008)
+    assert [p.name for p in path.parent.iterdir()] == ["slices.png"]  # no temporary left
+
+
+def test_slices_of_a_cube_smaller_than_a_tile_without_salt(tmp_path):
+    shape = (2, 3, 1)
+    seismic = np.full(shape, 128, np.uint8)
+    salt = np.zeros(shape, bool)
+    path = slices_figure(
+        tmp_path / "s.png",
+        slices_of(seismic, (1, 2, 0)),
+        slices_of(salt, (1, 2, 0)),
+        survey_axes(shape, "depth"),
+        (1, 2, 0),
+    )
+    assert png_size(path) == pixels(SLICES_SIZE)
+
+
+def test_slices_that_do_not_fit_the_survey_are_refused(tmp_path):
+    shape = (6, 7, 8)
+    seismic = slices_of(np.zeros(shape, np.uint8), (1, 2, 3))
+    salt = slices_of(np.zeros(shape, bool), (1, 2, 3))
+    with pytest.raises(ValueError, match="outside"):
+        slices_figure(tmp_path / "s.png", seismic, salt, survey_axes(shape), (6, 0, 0))
+    with pytest.raises(ValueError, match=r"salt\['slice'\]: expected shape \(6, 7\)"):
+        salt["slice"] = salt["slice"].T
+        slices_figure(tmp_path / "s.png", seismic, salt, survey_axes(shape), (1, 2, 3))
+    assert not (tmp_path / "s.png").exists()
+
+
+def test_salt_overlay_is_as_opaque_as_salt_is_certain():
+    rgba = salt_overlay(np.array([[0.0, 0.5, 1.0, np.nan]]))
+    assert np.allclose(rgba[0, :, 3], [0, SALT_ALPHA / 2, SALT_ALPHA, 0])
+    assert np.allclose(rgba[0, 0, :3], rgba[0, 2, :3])  # one colour
+
+
+def test_bodies_are_ordered_largest_first():
+    labels = np.zeros((4, 4, 4), int)
+    labels[0, 0, :3] = 2
+    labels[1, :, :] = 5
+    labels[3, 3, 3] = 1
+    assert body_ids_by_size(labels) == [(5, 16), (2, 3), (1, 1)]
+    assert body_ids_by_size(np.zeros((2, 2, 2), int)) == []
+
+
+def test_no_salt_gives_a_picture_too(tmp_path):
+    path = bodies_figure(tmp_path / "b.png", np.zeros((5, 6, 7), np.int32), survey_axes((5, 6, 7)))
+    assert png_size(path) == pixels(BODIES_SIZE)
+
+
+def test_one_body_cut_by_the_survey_side(tmp_path, full_size):
+    shape = (20, 24, 30)
+    labels = ball(shape, (0, 12, 15), 8).astype(np.int32)
+    path = bodies_figure(tmp_path / "b.png", labels, survey_axes(shape))
+    assert png_size(path) == pixels(BODIES_SIZE)
+
+
+def test_more_bodies_than_colours_downsampled_by_a_step(tmp_path):
+    full, step = (40, 36, 60), (2, 3, 4)
+    shape = tuple(len(range(0, n, s)) for n, s in zip(full, step))
+    labels = np.zeros(shape, np.int32)
+    for body in range(10):  # ten small boxes, the first largest
+        i, x = divmod(body, 5)
+        labels[i * 8 + 1 : i * 8 + 7, x * 2 + 1 : x * 2 + 2, 2 : 12 - body // 2] = body + 1
+    path = bodies_figure(tmp_path / "b.png", labels, survey_axes(full), step)
+    assert png_size(path) == pixels(BODIES_SIZE)
+    with pytest.raises(ValueError, match="every"):
+        bodies_figure(tmp_path / "c.png", labels, survey_axes(full))
+
+
+def test_a_survey_smaller_than_a_tile_with_a_one_voxel_body(tmp_path):
+    labels = np.zeros((1, 2, 3), np.int32)
+    labels[0, 1, 1] = 1
+    path = bodies_figure(tmp_path / "b.png", labels, survey_axes((1, 2, 3), "depth"))
+    assert png_size(path) == pixels(BODIES_SIZE)
