@@ -25,7 +25,7 @@ comma := ,
 space := $(empty) $(empty)
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast test-multiprocess lint typecheck demo train submit data bench bench-metric gpu-bundle gpu-check
+.PHONY: help install test test-fast test-multiprocess lint typecheck docs demo train submit pseudo data bench bench-metric gpu-bundle gpu-check
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -60,6 +60,9 @@ lint: $(STAMP) ## ruff over the package and the tests
 typecheck: $(STAMP) ## mypy over the package
 	$(VENV)/bin/mypy salt
 
+docs: $(STAMP) ## build docs/ and the README as a site in site/ (mkdocs --strict: a broken link or anchor fails)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+
 demo: $(STAMP) ## train the offline CPU demo on generated data (a few minutes)
 	$(PYTHON) -m salt.train experiment=demo hydra.run.dir=outputs/demo $(ARGS)
 	@echo "demo outputs: outputs/demo (metrics.json, checkpoints/, csv/, tensorboard/, oof.npz)"
@@ -67,10 +70,12 @@ demo: $(STAMP) ## train the offline CPU demo on generated data (a few minutes)
 train: $(STAMP) ## train one fold: make train EXPERIMENT=resnet34 DATA=dir ARGS="data.fold=0"
 	$(PYTHON) -m salt.train experiment=$(EXPERIMENT) data.root=$(DATA) $(ARGS)
 
-data: ## download the competition data into DATA (needs the kaggle CLI and credentials)
-	@command -v kaggle >/dev/null || { echo "error: kaggle CLI not found (pip install kaggle; put your token in ~/.kaggle/kaggle.json), or point DATA=/any/folder with the Kaggle layout"; exit 1; }
+# the kaggle CLI on PATH, or installed into .venv
+KAGGLE_PATH = export PATH="$(abspath $(VENV))/bin:$$PATH";
+data: $(STAMP) ## download the competition data into DATA (needs the kaggle CLI and credentials)
+	@$(KAGGLE_PATH) command -v kaggle >/dev/null || { echo "error: kaggle CLI not found ($(PYTHON) -m pip install kaggle; put your token in ~/.kaggle/kaggle.json), or point DATA=/any/folder with the Kaggle layout"; exit 1; }
 	mkdir -p $(DATA)
-	kaggle competitions download -c tgs-salt-identification-challenge -p $(DATA)
+	@$(KAGGLE_PATH) kaggle competitions download -c tgs-salt-identification-challenge -p $(DATA) || { echo "error: the Kaggle download was refused: sign in, accept the competition's rules at https://www.kaggle.com/c/tgs-salt-identification-challenge/rules and put your API token (Settings, Create New Token) in ~/.kaggle/kaggle.json"; exit 1; }
 	cd $(DATA) && unzip -oq tgs-salt-identification-challenge.zip && \
 		for z in train.zip test.zip; do [ -f $$z ] && mkdir -p $${z%.zip} && unzip -oq $$z -d $${z%.zip}; done; true
 	$(PYTHON) -m salt.data.check $(DATA)
@@ -83,6 +88,24 @@ submit: $(STAMP) ## submission.csv from trained runs: make submit DATA=dir RUNS=
 		message=$$($(PYTHON) -c "import sys; from salt.inference.submission import submission_message as m; print(m(sys.argv[1:]))" $(RUNS)); \
 		kaggle competitions submit -c tgs-salt-identification-challenge -f $(OUT) -m "$$message"; \
 	fi
+
+# make pseudo: ROUNDS rounds of pseudo-labels, each round's runs and labels in their own folder
+ROUNDS ?= 1
+FOLDS ?= 0,1,2,3,4
+PSEUDO_OUT ?= outputs/pseudo-rounds
+PSEUDO_ARGS ?=
+
+pseudo: $(STAMP) ## train -> pseudo-label -> retrain, ROUNDS times: make pseudo DATA=dir [ROUNDS=1 FOLDS=0,1,2,3,4 ARGS=... PSEUDO_ARGS=...]
+	@set -e; labels=; for round in $$(seq 0 $(ROUNDS)); do \
+		folder=$(PSEUDO_OUT)/round$$round; \
+		$(PYTHON) -m salt.train -m experiment=$(EXPERIMENT) data.root=$(DATA) data.fold=$(FOLDS) \
+			hydra.sweep.dir=$$folder/runs $${labels:+data.pseudo=$$labels} $(ARGS); \
+		if [ $$round -lt $(ROUNDS) ]; then \
+			runs=$$(ls -d $$folder/runs/*_fold*/ | paste -sd, -); \
+			$(PYTHON) -m salt.pseudo "runs=[$$runs]" data.root=$(DATA) out=$$folder/labels $(PSEUDO_ARGS); \
+			labels=$$folder/labels; \
+		fi; \
+	done; echo "pseudo-label rounds: $(PSEUDO_OUT)/round0..$(ROUNDS) (runs/, labels/)"
 
 bench: $(STAMP) ## train and predict images/s against bare PyTorch loops: make bench [DATA=dir] [ARGS="--device cuda --precision bf16-mixed"]
 	$(PYTHON) -m salt.bench.throughput $(if $(filter command line environment,$(origin DATA)),$(DATA)) $(ARGS)

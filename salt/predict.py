@@ -11,11 +11,11 @@ import numpy as np
 from omegaconf import DictConfig
 
 from salt.analysis.plots import write_prediction_plot
-from salt.core.checks import choice, choices, run_entries, whole_number
+from salt.core.checks import choice, choices, whole_number
 from salt.core.config import CONFIG_DIR
 from salt.core.errors import SaltError, exit_on_salt_error, run_hydra_main
 from salt.core.files import write_npz
-from salt.core.rundir import CHECKPOINT_KINDS, RunDir, checkpoint_files
+from salt.core.rundir import CHECKPOINT_KINDS, RunDir, checkpoint_files, run_entries
 from salt.data.io import load_test
 from salt.inference.postprocess import PostProcess, tuned_postprocess
 from salt.inference.submission import write_submission

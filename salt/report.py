@@ -17,7 +17,7 @@ from rich.table import Table
 
 from salt.core.errors import SaltError, exit_on_salt_error
 from salt.core.files import write_text
-from salt.core.rundir import METRICS, RunDir
+from salt.core.rundir import METRICS, RunDir, matching
 
 COLUMNS = {
     "run": "run",
@@ -33,9 +33,10 @@ COLUMNS = {
 
 
 def find_runs(paths: Sequence[Path]) -> list[Path]:
-    """Run directories (holding metrics.json) under `paths`, sorted, each once."""
+    """Run directories (holding metrics.json) under `paths` (folders, files or glob patterns),
+    sorted, each once."""
     runs: set[Path] = set()
-    for path in map(Path, paths):
+    for path in (match for pattern in paths for match in matching("paths", pattern)):
         if not path.exists():
             raise SaltError(f"{path}: no such file or directory")
         if path.is_file():

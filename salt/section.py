@@ -20,7 +20,7 @@ import numpy as np
 
 from salt.core.errors import DataError, SaltError, exit_on_salt_error
 from salt.core.files import atomic_path
-from salt.core.rundir import CHECKPOINT_KINDS, checkpoint_files
+from salt.core.rundir import CHECKPOINT_KINDS, checkpoint_files, run_entries
 from salt.data.io import write_png
 from salt.data.padding import TILE
 from salt.inference.tiles import (
@@ -96,7 +96,7 @@ def predict_section(
     """Write OUT_DIR/probability.npy, mask.png and overlay.png; return a summary."""
     input_path, out_dir = Path(input_path), Path(out_dir)
     tta = check_tta(tta, key="--tta")
-    paths = checkpoint_files(runs, checkpoints)
+    paths = checkpoint_files(run_entries("--runs", runs), checkpoints)
     section = read_section(input_path, inline, crossline)
     truth_mask = None if truth is None else read_truth(Path(truth), section.shape)
     try:
@@ -159,7 +159,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m salt.section", description=__doc__.split("\n\n")[1]
     )
     parser.add_argument("input", type=Path, help="2-D section: .sgy/.segy, .npy or an image")
-    parser.add_argument("--runs", nargs="+", required=True, help="run directories or .ckpt files")
+    parser.add_argument(
+        "--runs",
+        nargs="+",
+        required=True,
+        help="run directories, folders of runs (a multirun), .ckpt files or glob patterns",
+    )
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument(
         "--stride", type=int, default=50, help=f"tile spacing in pixels (1..{TILE})"

@@ -29,10 +29,11 @@ from salt.core.checks import (
 )
 from salt.core.config import CONFIG_DIR
 from salt.core.errors import NonFiniteLossError, SaltError, exit_on_salt_error, run_hydra_main
-from salt.core.rundir import RunDir, metric_value
+from salt.core.rundir import RunDir, checkpoint_files, metric_value
 from salt.data.datamodule import TGSDataModule
 from salt.inference.tiles import check_tta
-from salt.models.checkpoints import check_weights_fit, read_checkpoint
+from salt.models.checkpoints import check_weights_fit, net_weights, read_checkpoint
+from salt.models.encoders import check_encoder_name
 from salt.training.budget import SharedClockTimer
 from salt.training.distributed import check_launch_mode
 from salt.training.finish import OOF_WEIGHTS, FinishSettings, finish_fit, wait_for_rank_zero
@@ -76,6 +77,20 @@ def _start_checkpoint(cfg: DictConfig) -> tuple[Path | None, dict | None]:
     return None, None
 
 
+def load_finetune_weights(cfg: DictConfig, module: SaltModule) -> None:
+    """`finetune_from=RUN_DIR|FILE`: the net starts from those weights (its optimiser, schedule
+    and epoch count start afresh, unlike `ckpt_path`)."""
+    if cfg.get("resume") or cfg.get("ckpt_path"):
+        raise SaltError("finetune_from starts a new run from weights only: drop resume/ckpt_path")
+    entry = Path(cfg.finetune_from)
+    if not entry.exists():
+        raise SaltError(f"finetune_from={entry}: no such run directory or checkpoint file")
+    path = checkpoint_files([entry])[0]
+    weights = net_weights(read_checkpoint(path))
+    check_weights_fit(path, weights, module.net)
+    module.net.load_state_dict(weights)
+
+
 def check_settings(cfg: DictConfig) -> None:
     """The run's own keys and the trainer's, refused in one line before anything is written
     (the data keys are checked by the DataModule); the trainer fitted to the machine: a GPU
@@ -91,6 +106,8 @@ def check_settings(cfg: DictConfig) -> None:
     check_launch_mode(cfg.trainer, multirun=_in_multirun())
     if cfg.get("optim") and "lr" in cfg.optim:
         positive_number("optim.lr", cfg.optim.lr)
+    if cfg.get("model") and "encoder_name" in cfg.model:
+        check_encoder_name(cfg.model.encoder_name)
     trainer_settings(cfg.trainer)
     note = fit_trainer_to_machine(cfg.trainer)
     if note:
@@ -139,6 +156,8 @@ def compose(cfg: DictConfig) -> tuple[SaltModule, TGSDataModule, pl.Trainer, Run
     run = RunDir(output_dir)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # stderr: errors and warnings
     module = build_module(cfg)
+    if cfg.get("finetune_from"):
+        load_finetune_weights(cfg, module)
     if start is not None:
         check_weights_fit(ckpt_path, start.get("state_dict", {}), module)
     datamodule: TGSDataModule = instantiate(cfg.data)

@@ -15,11 +15,11 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig
 
-from salt.core.checks import each, non_negative_whole_number, probability, run_entries
+from salt.core.checks import each, non_negative_whole_number, probability
 from salt.core.config import CONFIG_DIR
 from salt.core.errors import SaltError, exit_on_salt_error, run_hydra_main
 from salt.core.metrics import sweep_thresholds, tgs_score
-from salt.core.rundir import OOF_ARRAYS, POSTPROCESS, RunDir
+from salt.core.rundir import OOF_ARRAYS, POSTPROCESS, RunDir, run_entries
 from salt.inference.postprocess import PostProcess
 
 

@@ -214,6 +214,13 @@ def test_the_resnet34_experiment_runs_on_a_machine_without_a_gpu(synthetic_root,
         ("seed=abc", "seed: must be a whole number of at least 0, got 'abc'"),
         ("module.threshold=1.5", "module.threshold: must be a number between 0 and 1"),
         ("optim.lr=-0.01", "optim.lr: must be a number above 0, got -0.01"),
+        (
+            "model.encoder_name=resnet999",
+            "model.encoder_name: unknown encoder 'resnet999' (did you mean resnet50, resnet34, "
+            "resnet18?): choose one of smp's encoders (https://smp.readthedocs.io/en/latest/"
+            "encoders.html) or a timm model as tu-NAME (timm.list_models())",
+        ),
+        ("model.encoder_name=tu-resnet999", "model.encoder_name: unknown encoder 'tu-resnet999'"),
         ("oof_tta=[vflip]", "oof_tta: unknown 'vflip' (choose from none, hflip)"),
         (
             "oof_weights=newest",
@@ -325,14 +332,21 @@ def test_predict_and_tune_name_runs_that_are_not_runs(smoke_run, synthetic_root,
     out = tmp_path / "submission.csv"
     multirun = tmp_path / "multirun"
     shutil.copytree(smoke_run, multirun / "0")
-    shutil.copytree(smoke_run, multirun / "1")
+    (multirun / "notes").mkdir()
     before = snapshot(multirun)
     cases = [
         (
-            f"runs=[{multirun}]",
-            f"error: runs: {multirun}: not a run directory (no checkpoints/, config.yaml or "
-            f"oof.npz); it holds 2 run(s), e.g. {multirun / '0'}: pass them as "
-            f"runs=[{multirun / '0'},{multirun / '1'}]",
+            f"runs=[{multirun / 'notes'}]",
+            f"error: runs: {multirun / 'notes'}: not a run directory (no checkpoints/, "
+            "config.yaml or oof.npz) and holds none",
+        ),
+        (
+            f"runs=[{multirun}/*_fold*]",
+            f"error: runs: {multirun}/*_fold*: the pattern matches no file or folder",
+        ),
+        (
+            f"runs=[{multirun},{multirun / '0'}]",
+            f"error: runs: {multirun / '0'}: given twice (pass each run once)",
         ),
         (
             f"runs=[{tmp_path / 'nope'}]",

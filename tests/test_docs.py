@@ -1,6 +1,6 @@
 """The tests the documents name exist: every `tests/<path>.py::test_name[param]` of
-RELIABILITY.md, README.md and BENCHMARKS.md names a file that exists, a test function defined in
-it and, with a parameter, an id written in it."""
+RELIABILITY.md, README.md, BENCHMARKS.md and the pages of docs/ names a file that exists, a test
+function defined in it and, with a parameter, an id written in it."""
 
 from __future__ import annotations
 
@@ -12,7 +12,12 @@ import pytest
 
 from tests.helpers.runs import REPO_ROOT
 
-DOCUMENTS = ("RELIABILITY.md", "README.md", "BENCHMARKS.md")
+DOCUMENTS = (
+    "RELIABILITY.md",
+    "README.md",
+    "BENCHMARKS.md",
+    *sorted(str(p.relative_to(REPO_ROOT)) for p in (REPO_ROOT / "docs").glob("*.md")),
+)
 # a test file in backticks, with a test and a parameter id or not: `tests/x/test_y.py::test_z[id]`
 # (an id may hold one level of brackets itself: `test_z[tta=[vflip]]`)
 NAMED = re.compile(r"`([\w./-]*test_\w+\.py)(?:::(\w+)(?:\[((?:[^\[\]`]|\[[^\]`]*\])+)\])?)?`")

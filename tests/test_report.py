@@ -57,6 +57,15 @@ def test_report_out_option_and_missing_runs(smoke_run, tmp_path, capsys):
     assert status == 0, err
     assert len(pd.read_csv(out / "report.csv")) == 1
 
+    status, _, err = run_report([f"{smoke_run.parent}/*", "--out", out], capsys)  # a glob
+    assert status == 0, err
+    assert len(pd.read_csv(out / "report.csv")) == 1
+    status, _, err = run_report([f"{tmp_path}/nothing*"], capsys)
+    assert status == 1
+    assert (
+        err.strip() == f"error: paths: {tmp_path}/nothing*: the pattern matches no file or folder"
+    )
+
     empty = tmp_path / "empty"
     empty.mkdir()
     status, _, err = run_report([empty], capsys)

@@ -143,6 +143,21 @@ def test_one_tile_section_is_the_single_tile_prediction(tiny_run, tmp_path):
     assert np.abs(stitched - single.masks[0]).max() <= 1e-5
 
 
+def test_runs_take_a_folder_of_runs_and_globs(tiny_run, tmp_path, capsys):
+    image, _ = make_section(101, 101, seed=4)
+    cv2.imwrite(str(tmp_path / "tile.png"), image)
+    outputs = []
+    for runs in ([str(tiny_run)], [str(tiny_run.parent)], [f"{tiny_run.parent}/ru*"]):
+        out = tmp_path / f"out{len(outputs)}"
+        section_cli.main([str(tmp_path / "tile.png"), "--runs", *runs, "--out", str(out)])
+        outputs.append(np.load(out / "probability.npy"))
+    assert all(np.array_equal(outputs[0], other) for other in outputs[1:])
+    with pytest.raises(SystemExit):
+        section_cli.main([str(tmp_path / "tile.png"), "--runs", f"{tmp_path}/x*", "--out", "o"])
+    error = capsys.readouterr().err.strip()
+    assert error == f"error: --runs: {tmp_path}/x*: the pattern matches no file or folder"
+
+
 def test_scaling_to_8_bit():
     amplitude, _ = make_section(200, 300, seed=1, amplitudes=True)
     scaling = scaling_for(amplitude, 99)

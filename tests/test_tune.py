@@ -178,3 +178,29 @@ def test_the_command_refuses_overlapping_runs_in_one_line_and_writes_nothing(tmp
         "pass runs of different folds"
     ]
     assert not list(tmp_path.rglob("postprocess.json*"))
+
+
+def test_a_multirun_folder_or_a_glob_tunes_every_fold_inside(tmp_path, capsys):
+    import salt.tune
+
+    multirun = tmp_path / "multirun"
+    folds = [write_run(multirun / f"{k}_fold{k}", [f"a{k}", f"b{k}"]) for k in range(3)]
+    (multirun / "multirun.yaml").write_text("")
+    for runs in (str(multirun), f"{multirun}/*_fold*"):
+        salt.tune.main(compose_config("tune", [f"runs=[{runs}]"]))
+        assert "6 out-of-fold images from 3 run(s)" in capsys.readouterr().out
+        assert all((fold / "postprocess.json").is_file() for fold in folds)
+        for fold in folds:
+            (fold / "postprocess.json").unlink()
+
+
+def test_the_submission_message_counts_the_runs_of_a_multirun_folder(tmp_path):
+    from salt.inference.submission import submission_message
+    from salt.tune import save_tuned
+
+    multirun = tmp_path / "multirun"
+    folds = [write_run(multirun / f"{k}_fold{k}", [f"a{k}"]) for k in range(2)]
+    for k, fold in enumerate(folds):
+        (fold / "metrics.json").write_text(f'{{"experiment": "resnet34", "fold": {k}}}')
+    save_tuned(folds, PostProcess(), 0.5, 0.75, 2)
+    assert submission_message([multirun]) == "salt resnet34: 2 run(s), OOF score 0.7500"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, TypeVar
 
 from salt.core.errors import ConfigError
@@ -102,34 +101,6 @@ def each(key: str, values: Any, check: Callable[[str, Any], T]) -> list[T]:
 
 def non_negative_whole_number(key: str, value: Any) -> int:
     return whole_number(key, value, 0)
-
-
-def run_entries(key: str, runs: Any) -> list[str]:
-    """The run directories or checkpoint files of `runs=[...]`: each must exist, and a folder
-    must be a run (hold `checkpoints/`, `config.yaml` or `oof.npz`), not e.g. the folder of a
-    multirun, whose runs it then names."""
-    entries = [runs] if isinstance(runs, str) else list(runs or [])
-    if not entries:
-        raise ConfigError(key, f"no runs given: pass {key}=[RUN_DIR,...] or checkpoint files")
-    for entry in map(Path, entries):
-        if not entry.exists():
-            raise ConfigError(key, f"{entry}: no such run directory or checkpoint file")
-        if entry.is_dir() and not _is_run(entry):
-            inside = sorted(p for p in entry.iterdir() if p.is_dir() and _is_run(p))
-            hint = (
-                f"; it holds {len(inside)} run(s), e.g. {inside[0]}: pass them as "
-                f"{key}=[{','.join(str(p) for p in inside[:2])}{',...' if len(inside) > 2 else ''}]"
-                if inside
-                else ""
-            )
-            raise ConfigError(
-                key, f"{entry}: not a run directory (no checkpoints/, config.yaml or oof.npz){hint}"
-            )
-    return [str(entry) for entry in entries]
-
-
-def _is_run(folder: Path) -> bool:
-    return any((folder / name).exists() for name in ("checkpoints", "config.yaml", "oof.npz"))
 
 
 def trainer_settings(trainer: Any) -> None:

@@ -20,6 +20,7 @@ Every problem with a file is a SaltError naming it; files are written whole or n
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -29,7 +30,7 @@ from typing import Any
 import numpy as np
 from omegaconf import OmegaConf
 
-from salt.core.errors import DataError, SaltError
+from salt.core.errors import ConfigError, DataError, SaltError
 from salt.core.files import write_json, write_npz, write_text
 
 CONFIG = "config.yaml"
@@ -248,6 +249,65 @@ class RunDir:
                 f"in {self.checkpoints}"
             )
         return found
+
+
+def is_run(folder: Path) -> bool:
+    """A run directory: a folder holding checkpoints/, config.yaml or oof.npz."""
+    return any((folder / name).exists() for name in (CHECKPOINTS, CONFIG, OOF))
+
+
+def matching(key: str, entry: str | os.PathLike) -> list[Path]:
+    """`entry` as a path, or the paths its glob pattern matches (sorted); a pattern matching
+    nothing is a ConfigError naming `key` and the pattern."""
+    if Path(entry).exists() or not glob.has_magic(str(entry)):
+        return [Path(entry)]
+    found = sorted(map(Path, glob.glob(str(entry))))
+    if not found:
+        raise ConfigError(key, f"{entry}: the pattern matches no file or folder")
+    return found
+
+
+def run_entries(key: str, runs: Any) -> list[str]:
+    """The run directories and checkpoint files that `runs=` (config key or option `key`) stands
+    for, in order: a checkpoint file as it is; a run directory as one run; a folder of run
+    directories (a multirun's) as every run inside it, sorted; a glob pattern as what it
+    matches (each match a file, a run or a folder of runs; other files are skipped). A ConfigError
+    naming `key` when nothing is given, an entry does not exist or matches nothing, a folder
+    neither is nor holds runs, or one run comes twice."""
+    entries = [runs] if isinstance(runs, str | os.PathLike) else list(runs or [])
+    if not entries:
+        raise ConfigError(key, f"no runs given: pass {key}=[RUN_DIR,...] or checkpoint files")
+    resolved: list[Path] = []
+    for entry in entries:
+        matches = matching(key, entry)
+        pattern = matches != [Path(entry)]
+        found = []
+        for path in matches:
+            if not path.exists():
+                raise ConfigError(key, f"{path}: no such run directory or checkpoint file")
+            if path.is_file():
+                if not pattern or path.suffix == ".ckpt":
+                    found.append(path)
+            elif is_run(path):
+                found.append(path)
+            else:
+                inside = sorted(p for p in path.iterdir() if p.is_dir() and is_run(p))
+                if not inside and not pattern:
+                    raise ConfigError(
+                        key,
+                        f"{path}: not a run directory (no checkpoints/, config.yaml or "
+                        "oof.npz) and holds none",
+                    )
+                found.extend(inside)
+        if not found:
+            raise ConfigError(key, f"{entry}: the pattern matches no run directory or checkpoint")
+        resolved.extend(found)
+    seen: dict[Path, Path] = {}
+    for path in resolved:
+        if path.resolve() in seen:
+            raise ConfigError(key, f"{path}: given twice (pass each run once)")
+        seen[path.resolve()] = path
+    return [str(path) for path in resolved]
 
 
 def checkpoint_files(

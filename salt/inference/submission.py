@@ -9,7 +9,7 @@ import numpy as np
 
 from salt.core.errors import DataError, SaltError
 from salt.core.files import write_text
-from salt.core.rundir import RunDir
+from salt.core.rundir import RunDir, run_entries
 from salt.data.padding import TILE_SHAPE
 from salt.data.rle import rle_decode, rle_encode
 
@@ -52,8 +52,9 @@ def write_submission(
 
 
 def submission_message(runs: Sequence[str | Path]) -> str:
-    """A Kaggle submission message naming the experiments and their out-of-fold score."""
-    directories = [RunDir.of(entry) for entry in runs]
+    """A Kaggle submission message naming the experiments and their out-of-fold score; `runs`
+    as `runs=` takes them (a multirun's folder is its runs)."""
+    directories = [RunDir.of(entry) for entry in run_entries("runs", list(runs))]
     metrics = [m for m in (d.read_metrics() for d in directories) if m is not None]
     experiments = "+".join(sorted({str(m.get("experiment")) for m in metrics})) or "unknown"
     tuned = directories[0].read_postprocess()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import socket
 from pathlib import Path
@@ -13,14 +14,37 @@ from segmentation_models_pytorch.encoders import encoders as SMP_ENCODERS
 from segmentation_models_pytorch.encoders import get_encoder
 from torch import nn
 
-from salt.core.errors import SaltError
+from salt.core.errors import ConfigError, SaltError
 
 OFFLINE_HINT = "pass model.encoder_weights=null (random init) or a local weights file"
 LOCAL_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors", ".bin")
+ENCODER_LIST = (
+    "choose one of smp's encoders (https://smp.readthedocs.io/en/latest/encoders.html) or a timm "
+    "model as tu-NAME (timm.list_models())"
+)
+
+
+def check_encoder_name(name: object, key: str = "model.encoder_name") -> None:
+    """A ConfigError naming `key` unless `name` is one of smp's encoders or `tu-` and a timm
+    model (smp's own KeyError lists every encoder on one huge line; timm's is a traceback)."""
+    if isinstance(name, str) and name.startswith("tu-"):
+        import timm
+
+        if timm.is_model(name[3:]):
+            return
+        near = difflib.get_close_matches(name[3:], timm.list_models(), n=3)
+        near = [f"tu-{model}" for model in near]
+    elif isinstance(name, str) and name in SMP_ENCODERS:
+        return
+    else:
+        near = difflib.get_close_matches(str(name), list(SMP_ENCODERS), n=3)
+    maybe = f" (did you mean {', '.join(near)}?)" if near else ""
+    raise ConfigError(key, f"unknown encoder {name!r}{maybe}: {ENCODER_LIST}")
 
 
 def build_encoder(name: str, weights: str | None, in_channels: int, depth: int) -> nn.Module:
     """`weights`: None, a pretrained name smp knows for `name` (e.g. "imagenet"), or a file."""
+    check_encoder_name(name)
     if weights is None:
         return get_encoder(name, in_channels=in_channels, depth=depth, weights=None)
     if Path(str(weights)).suffix in LOCAL_SUFFIXES or os.sep in str(weights):

@@ -132,7 +132,11 @@ class SaltLoss(nn.Module):
         if warm_start_epochs < 0:
             raise ValueError(f"warm_start_epochs must be >= 0, got {warm_start_epochs}")
         if warm_start_epochs and warm_start_mask_loss is None:
-            raise ValueError("warm_start_epochs needs a warm_start_mask_loss")
+            raise ConfigError(
+                "loss.warm_start_epochs",
+                f"{warm_start_epochs:g} epochs of warm start, but this loss needs a "
+                "warm_start_mask_loss to warm up with: pass loss.warm_start_epochs=0",
+            )
         if isinstance(mask_loss, LovaszHinge) and mask_loss.empty == "skip":
             raise ConfigError(
                 "loss.mask_loss.empty",

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from salt.core.errors import DataError, SaltError
-from salt.core.rundir import RunDir, checkpoint_files, metric_value
+from salt.core.errors import ConfigError, DataError, SaltError
+from salt.core.rundir import RunDir, checkpoint_files, metric_value, run_entries
 
 
 def oof_arrays(n=3, salt=True):
@@ -97,3 +97,57 @@ def test_checkpoints_by_kind_auto_follows_the_oof_source(tmp_path):
     empty.path.mkdir()
     with pytest.raises(SaltError, match="run directory has no best checkpoints"):
         empty.checkpoint_files()
+
+
+def fake_run(folder):
+    """A folder that counts as a run directory (it holds config.yaml)."""
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text("seed: 0\n")
+    return folder
+
+
+def test_runs_take_a_run_a_folder_of_runs_a_glob_and_checkpoint_files(tmp_path):
+    multirun = tmp_path / "multirun" / "2026-01-01_00-00-00"
+    folds = [fake_run(multirun / f"{k}_fold{k}") for k in (1, 0, 2)]
+    (multirun / "multirun.yaml").write_text("hydra: {}\n")  # what Hydra writes beside the runs
+    (multirun / ".submitit").mkdir()
+    one = fake_run(tmp_path / "outputs" / "run")
+    checkpoint = one / "checkpoints" / "best.ckpt"
+    checkpoint.parent.mkdir()
+    checkpoint.write_bytes(b"")
+    in_order = [str(p) for p in sorted(folds)]
+
+    assert run_entries("runs", str(one)) == [str(one)]  # a run directory stays one run
+    assert run_entries("runs", [multirun]) == in_order  # a multirun: every run inside, sorted
+    assert run_entries("runs", [f"{multirun}/*_fold*"]) == in_order
+    # a glob over multiruns; files it matches that are not checkpoints (multirun.yaml) are skipped
+    assert run_entries("runs", [f"{tmp_path}/multirun/*"]) == in_order
+    assert run_entries("runs", [f"{multirun}/*"]) == in_order
+    assert run_entries("runs", [checkpoint, f"{multirun}/0_*"]) == [str(checkpoint), in_order[0]]
+    assert run_entries("runs", [f"{one}/checkpoints/*.ckpt"]) == [str(checkpoint)]
+
+
+@pytest.mark.parametrize(
+    ("entries", "problem"),
+    [
+        (["{tmp}/multirun/x*"], "{tmp}/multirun/x*: the pattern matches no file or folder"),
+        (["{tmp}/multirun/*.yaml"], "{tmp}/multirun/*.yaml: the pattern matches no run directory"),
+        (["{tmp}/nope"], "{tmp}/nope: no such run directory or checkpoint file"),
+        (["{tmp}/empty"], "{tmp}/empty: not a run directory (no checkpoints/, config.yaml or oof"),
+        (["{tmp}/multirun", "{tmp}/multirun/0"], "{tmp}/multirun/0: given twice (pass each run"),
+        (
+            ["{tmp}/multirun/0", "{tmp}/multirun/../multirun/0"],
+            "{tmp}/multirun/../multirun/0: given twice",
+        ),
+        ([], "no runs given: pass --runs=[RUN_DIR,...] or checkpoint files"),
+    ],
+    ids=["no-match", "no-run-matched", "missing", "not-a-run", "twice", "twice-other-path", "none"],
+)
+def test_runs_that_match_nothing_or_repeat_are_one_line_naming_the_key(tmp_path, entries, problem):
+    fake_run(tmp_path / "multirun" / "0")
+    (tmp_path / "multirun" / "multirun.yaml").write_text("")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError) as error:
+        run_entries("--runs", [entry.format(tmp=tmp_path) for entry in entries])
+    assert str(error.value).startswith(f"--runs: {problem.format(tmp=tmp_path)}")
+    assert "\n" not in str(error.value)

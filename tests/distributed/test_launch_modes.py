@@ -25,6 +25,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from salt.training.module import build_module
+from tests.helpers.pseudo import threshold_labels
 from tests.helpers.runs import REPO_ROOT, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.multiprocess]
@@ -259,7 +260,8 @@ def test_sigkill_of_both_ranks_then_resume_ends_as_the_uninterrupted_run(synthet
 def test_two_ranks_of_8_tiles_step_as_one_process_of_16(synthetic_root, tmp_path):
     """The proof that DDP averages the gradients right: 6 steps of 2 ranks x 8 tiles give the
     weights of 6 steps of one process x 16 tiles, the same tiles in the same order (the sampler
-    deals each global batch out to the ranks). BatchNorm is held in eval mode (fixed statistics:
+    deals each global batch out to the ranks), half of every batch pseudo-labelled tiles
+    (`data.pseudo`, `MixedSampler`'s shards). BatchNorm is held in eval mode (fixed statistics:
     SyncBatchNorm runs only on CUDA, and per-rank BatchNorm would normalise each half with its
     own statistics), dropout is off and the loss is a per-pixel mean (BCE)."""
     common = [
@@ -271,9 +273,11 @@ def test_two_ranks_of_8_tiles_step_as_one_process_of_16(synthetic_root, tmp_path
         "loss=bce",
         "callbacks=default",
         "callbacks.progress_bar=null",
-        "trainer.max_epochs=2",
         "oof=false",
         "+callbacks.probe.freeze_batchnorm=true",
+        "trainer.max_epochs=1",  # 48 labelled + 48 pseudo tiles, 16 a step: 6 steps
+        f"data.pseudo={threshold_labels(synthetic_root, tmp_path / 'labels', tmp_path)}",
+        "data.pseudo_ratio=1",
     ]
     launch(
         "lightning",
@@ -297,13 +301,13 @@ def test_two_ranks_of_8_tiles_step_as_one_process_of_16(synthetic_root, tmp_path
         for name in ("two", "one")
     )
     steps = json.loads((tmp_path / "two-probe" / "rank0.json").read_text())["steps"]
-    assert steps == json.loads((tmp_path / "one-probe" / "rank0.json").read_text())["steps"] == 6
+    assert steps == json.loads((tmp_path / "one-probe" / "rank0.json").read_text())["steps"] == 12
     config = OmegaConf.load(tmp_path / "one" / "config.yaml")
     pl.seed_everything(config.seed, verbose=False)  # as salt.train does before building the net
     initial = build_module(config).state_dict()
     weights = [key for key, value in one.items() if value.is_floating_point()]
 
-    def update(state: dict) -> torch.Tensor:  # what the 6 steps changed, every weight in a row
+    def update(state: dict) -> torch.Tensor:  # what the 12 steps changed, every weight in a row
         return torch.cat([(state[k] - initial[k]).flatten().double() for k in weights])
 
     # equal but for float summation order (measured: 6e-4 of the update); summed instead of

@@ -181,7 +181,9 @@ def test_warm_start_uses_its_criterion_before_the_switch_epoch_and_the_main_one_
         2.0,
     ]
     assert loss(outputs, target)["mask"].item() == 2.0  # no epoch (inference): the main one
-    with pytest.raises(ValueError, match="needs a warm_start_mask_loss"):
+    with pytest.raises(
+        ValueError, match="^loss.warm_start_epochs: .* needs a warm_start_mask_loss"
+    ):
         SaltLoss(main, warm_start_epochs=2)
 
 
