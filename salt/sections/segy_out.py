@@ -48,8 +48,8 @@ def write_segy_like(survey: Survey, path, volume: np.ndarray, sample_format: int
         count, samples = source.tracecount, len(source.samples)
         data_start = TEXT_AND_BINARY_BYTES + EXTENDED_TEXT_BYTES * source.ext_headers
     trace_bytes = (survey.path.stat().st_size - data_start) // count
-    order = ">" if survey.endian == "big" else "<"
-    sample_type = np.dtype(SAMPLE_TYPES[sample_format]).newbyteorder(order)
+    sample_type = np.dtype(SAMPLE_TYPES[sample_format])
+    sample_type = sample_type.newbyteorder(">" if survey.endian == "big" else "<")
     locations = trace_locations(survey)
     source_bytes = np.memmap(survey.path, dtype=np.uint8, mode="r")
     head = bytearray(source_bytes[:data_start])
