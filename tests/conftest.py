@@ -23,6 +23,12 @@ def pytest_configure(config) -> None:
         torch.set_num_threads(1)
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """The tests marked slow first (in their order): under `--dist worksteal` they start at once,
+    and the run does not end with one long test on one worker while the other has nothing left."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory) -> Path:
     """A small generated data set (60 train, 10 test tiles), shared read-only by the tests."""

@@ -11,6 +11,7 @@ import shlex
 import subprocess
 
 import pandas as pd
+import pytest
 
 from salt.data.synthetic import generate
 from tests.helpers.commands import run_commands
@@ -114,6 +115,7 @@ def test_every_readme_command_is_run_or_excused():
             assert as_run(command, 0), command  # a salt command, or a make target running some
 
 
+@pytest.mark.slow
 def test_the_readme_commands_run_on_generated_data(tmp_path):
     commands = readme_commands((REPO_ROOT / "README.md").read_text())
     cwd = tmp_path / "clone"
