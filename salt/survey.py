@@ -206,8 +206,7 @@ def labelled_by_size(small: np.ndarray) -> np.ndarray:
 def sample_slice(survey: Survey, sample: int, scaling) -> np.ndarray:
     """(inlines, crosslines) uint8: every trace's `sample`, scaled like the lines."""
     values = np.zeros(survey.shape[:2], dtype=np.float32)
-    present = survey.trace_index >= 0
-    locations = np.argwhere(present)[np.argsort(survey.trace_index[present])]
+    locations = survey.trace_locations()
     for start, chunk in survey.trace_chunks():
         where = locations[start : start + len(chunk)]
         values[where[:, 0], where[:, 1]] = chunk[:, sample]

@@ -190,15 +190,19 @@ class Survey:
                 ),
             )
 
+    def trace_locations(self) -> np.ndarray:
+        """(traces, 2): the (inline index, crossline index) of every trace, in file order."""
+        present = self.trace_index >= 0
+        locations = np.empty((int(present.sum()), 2), dtype=np.int64)
+        locations[self.trace_index[present]] = np.argwhere(present)
+        return locations
+
     def dead_traces(self) -> np.ndarray:
         """(inlines, crosslines) bool: the traces that are present but all zeros."""
         dead = np.zeros(self.shape[:2], dtype=bool)
-        where = np.argwhere(self.trace_index >= 0)
-        order = self.trace_index[self.trace_index >= 0]
-        location = np.empty((self.handle.tracecount, 2), dtype=np.int64)
-        location[order] = where
+        locations = self.trace_locations()
         for start, chunk in self.trace_chunks():
-            rows = location[start : start + len(chunk)]
+            rows = locations[start : start + len(chunk)]
             dead[rows[:, 0], rows[:, 1]] = ~np.any(chunk, axis=1)
         return dead
 

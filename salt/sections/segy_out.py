@@ -28,14 +28,6 @@ TRACE_HEADER_BYTES = 240
 FORMAT_BYTES = slice(3224, 3226)  # the binary header's sample format code
 
 
-def trace_locations(survey: Survey) -> np.ndarray:
-    """(traces, 2): the (inline index, crossline index) of every trace, in file order."""
-    present = survey.trace_index >= 0
-    locations = np.empty((int(present.sum()), 2), dtype=np.int64)
-    locations[survey.trace_index[present]] = np.argwhere(present)
-    return locations
-
-
 def write_segy_like(survey: Survey, path, volume: np.ndarray, sample_format: int) -> Path:
     """`volume` ((inlines, crosslines, samples), e.g. a memmap) as SEG-Y at `path`, with every
     header of `survey`'s file, trace for trace (the grid's missing traces are not in the file).
@@ -50,7 +42,7 @@ def write_segy_like(survey: Survey, path, volume: np.ndarray, sample_format: int
     trace_bytes = (survey.path.stat().st_size - data_start) // count
     sample_type = np.dtype(SAMPLE_TYPES[sample_format])
     sample_type = sample_type.newbyteorder(">" if survey.endian == "big" else "<")
-    locations = trace_locations(survey)
+    locations = survey.trace_locations()
     source_bytes = np.memmap(survey.path, dtype=np.uint8, mode="r")
     head = bytearray(source_bytes[:data_start])
     head[FORMAT_BYTES] = sample_format.to_bytes(2, survey.endian)
