@@ -20,16 +20,15 @@ import numpy as np
 
 from salt.core.errors import DataError, SaltError, exit_on_salt_error
 from salt.core.files import atomic_path
-from salt.core.rundir import CHECKPOINT_KINDS, checkpoint_files, run_entries
+from salt.core.rundir import checkpoint_files, run_entries
 from salt.data.io import write_png
-from salt.data.padding import TILE
 from salt.inference.tiles import (
-    TTA_TRANSFORMS,
     check_tta,
     load_model,
     predict_ensemble,
     resolve_device,
 )
+from salt.sections.options import add_prediction_arguments
 from salt.sections.seismic import read_section, scaling_for
 from salt.sections.stitch import check_stride, stitch
 
@@ -159,33 +158,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m salt.section", description=__doc__.split("\n\n")[1]
     )
     parser.add_argument("input", type=Path, help="2-D section: .sgy/.segy, .npy or an image")
-    parser.add_argument(
-        "--runs",
-        nargs="+",
-        required=True,
-        help="run directories, folders of runs (a multirun), .ckpt files or glob patterns",
-    )
-    parser.add_argument("--out", type=Path, required=True, help="output directory")
-    parser.add_argument(
-        "--stride", type=int, default=50, help=f"tile spacing in pixels (1..{TILE})"
-    )
-    parser.add_argument("--tta", nargs="+", default=["none", "hflip"], choices=TTA_TRANSFORMS)
-    parser.add_argument(
-        "--checkpoints", nargs="+", default=["auto"], choices=CHECKPOINT_KINDS, metavar="KIND"
-    )
-    parser.add_argument("--batch-size", type=int, default=64)
+    add_prediction_arguments(parser)
     parser.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda")
-    parser.add_argument("--precision", default="bf16-mixed", help="autocast on a GPU")
     line = parser.add_mutually_exclusive_group()
     line.add_argument("--inline", type=int, help="inline number of a 3-D SEG-Y file")
     line.add_argument("--crossline", type=int, help="crossline number of a 3-D SEG-Y file")
-    parser.add_argument(
-        "--clip-percentile",
-        type=float,
-        default=99.0,
-        help="amplitudes are clipped at this percentile of |amplitude| (default 99)",
-    )
-    parser.add_argument("--threshold", type=float, default=0.5, help="probability -> mask")
     parser.add_argument("--truth", type=Path, help="a true mask (image or .npy) to score")
     return parser.parse_args(argv)
 

@@ -27,12 +27,13 @@ from scipy import ndimage
 
 from salt.core.errors import DataError, SaltError, exit_on_salt_error
 from salt.core.files import atomic_path, write_json
-from salt.core.rundir import CHECKPOINT_KINDS, checkpoint_files, run_entries
-from salt.data.padding import TILE
-from salt.inference.tiles import TTA_TRANSFORMS, check_tta, load_model
+from salt.core.rundir import checkpoint_files, run_entries
+from salt.inference.tiles import check_tta, load_model
 from salt.sections.bodies import fill_enclosed_holes, find_bodies, write_bodies_csv
 from salt.sections.cube import AXES, Survey
 from salt.sections.lines import LinePredictor, LineProgressBar, LineWriter, SurveyLines
+from salt.sections.options import add_prediction_arguments
+from salt.sections.paging import Slices, return_freed_memory
 from salt.sections.pictures import bodies_figure, slices_figure
 from salt.sections.segy_out import IEEE_FLOAT, INT16, write_segy_like
 from salt.sections.stitch import check_stride
@@ -65,8 +66,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m salt.survey", description=__doc__.split("\n\n")[1]
     )
     parser.add_argument("input", type=Path, help="3-D post-stack SEG-Y file (.sgy/.segy)")
-    parser.add_argument("--runs", nargs="+", required=True, help="run directories or .ckpt files")
-    parser.add_argument("--out", type=Path, required=True, help="output directory")
+    add_prediction_arguments(parser)
     parser.add_argument(
         "--axes",
         type=parse_axes,
@@ -76,22 +76,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--merge", choices=MERGES, default="mean", help="how the two passes are combined"
     )
-    parser.add_argument(
-        "--stride", type=int, default=50, help=f"tile spacing in pixels (1..{TILE})"
-    )
-    parser.add_argument("--tta", nargs="+", default=["none", "hflip"], choices=TTA_TRANSFORMS)
-    parser.add_argument(
-        "--checkpoints", nargs="+", default=["auto"], choices=CHECKPOINT_KINDS, metavar="KIND"
-    )
-    parser.add_argument("--batch-size", type=int, default=64, help="tiles per forward pass")
-    parser.add_argument("--precision", default="bf16-mixed", help="autocast on a GPU")
-    parser.add_argument(
-        "--clip-percentile",
-        type=float,
-        default=99.0,
-        help="amplitudes are clipped at this percentile of |amplitude| over the survey",
-    )
-    parser.add_argument("--threshold", type=float, default=0.5, help="probability -> mask")
     parser.add_argument(
         "--min-voxels", type=int, default=0, help="drop salt bodies smaller than this"
     )
@@ -134,14 +118,14 @@ def check_options(args: argparse.Namespace) -> None:
         raise SaltError(f"--batch-size: must be at least 1, got {args.batch_size}")
 
 
-def read_truth(path: Path, shape: tuple[int, int, int]) -> np.ndarray:
+def read_truth(path: Path, shape: tuple[int, int, int]) -> Slices:
     try:
         truth = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as error:
         raise DataError(path, f"not a readable .npy file ({error})") from None
     if truth.shape != shape:
         raise DataError(path, f"truth of shape {truth.shape} does not match the survey {shape}")
-    return truth
+    return Slices(truth)
 
 
 @dataclass
@@ -166,7 +150,7 @@ def picture_position(shape: tuple[int, int, int], bodies) -> tuple[int, int, int
     return (int(middle[0]), int(middle[1]), int(middle[2]))
 
 
-def mask_views(mask, position, truth: np.ndarray | None = None) -> MaskViews:
+def mask_views(mask, position, truth: Slices | None = None) -> MaskViews:
     shape = mask.shape
     inline, crossline, sample = position
     step = tuple(max(1, math.ceil(n / PICTURE_SIZE)) for n in shape)
@@ -181,7 +165,7 @@ def mask_views(mask, position, truth: np.ndarray | None = None) -> MaskViews:
         plane = mask[index] > 0
         salt += int(np.count_nonzero(plane))
         if truth is not None:
-            true = np.asarray(truth[index]) > 0
+            true = truth[index] > 0
             shared += int(np.count_nonzero(plane & true))
             union += int(np.count_nonzero(plane | true))
         if index == inline:
@@ -203,22 +187,14 @@ def labelled_by_size(small: np.ndarray) -> np.ndarray:
     return rank[labels]
 
 
-def sample_slice(survey: Survey, sample: int, scaling) -> np.ndarray:
-    """(inlines, crosslines) uint8: every trace's `sample`, scaled like the lines."""
-    values = np.zeros(survey.shape[:2], dtype=np.float32)
-    locations = survey.trace_locations()
-    for start, chunk in survey.trace_chunks():
-        where = locations[start : start + len(chunk)]
-        values[where[:, 0], where[:, 1]] = chunk[:, sample]
-    return scaling(values)
-
-
-def draw_pictures(work, survey, scaling, views: MaskViews, position, files: ExitStack) -> None:
-    inline, crossline, sample = position
+def draw_pictures(
+    work, survey, scaling, time_slice, views: MaskViews, position, files: ExitStack
+) -> None:
+    inline, crossline, _ = position
     seismic = {
         "inline": scaling(survey.line("inline", inline)).T,
         "crossline": scaling(survey.line("crossline", crossline)).T,
-        "slice": sample_slice(survey, sample, scaling),
+        "slice": scaling(time_slice),
     }
     slices_figure(
         files.enter_context(atomic_path(work.output(SLICES_PNG))),
@@ -227,6 +203,7 @@ def draw_pictures(work, survey, scaling, views: MaskViews, position, files: Exit
         survey.axes,
         position,
     )
+    return_freed_memory()  # the figure's canvas and images, before the next one
     bodies_figure(
         files.enter_context(atomic_path(work.output(BODIES_PNG))),
         labelled_by_size(views.small),
@@ -241,7 +218,7 @@ def finish(args, survey: Survey, work: SurveyWork, scaling, models: int, started
     truth = None if args.truth is None else read_truth(args.truth, survey.shape)
     with ExitStack() as files:
         summary_path = files.enter_context(atomic_path(work.output(SUMMARY)))  # renamed last
-        probability, mask, traces = work.merge(survey, args.axes, args.threshold, files, args.merge)
+        probability, mask = work.merge(survey, args.axes, args.threshold, files, args.merge)
         filled = fill_enclosed_holes(mask, mask) if args.fill_holes else 0
         bodies = find_bodies(mask, mask, args.min_voxels)
         probability.flush()
@@ -257,9 +234,12 @@ def finish(args, survey: Survey, work: SurveyWork, scaling, models: int, started
             files.enter_context(atomic_path(work.output(BODIES_CSV))), bodies, survey.axes
         )
         position = picture_position(survey.shape, bodies)
+        dead, time_slice = survey.scan_traces(sample=position[2])
+        traces = work.write_traces(survey, dead, files)
         views = mask_views(mask, position, truth)
+        return_freed_memory()  # what the stages above freed, before the figures' canvases
         if not args.no_pictures:
-            draw_pictures(work, survey, scaling, views, position, files)
+            draw_pictures(work, survey, scaling, time_slice, views, position, files)
         live = traces != MISSING
         summary: dict[str, Any] = {
             "input": str(args.input),
@@ -330,6 +310,14 @@ def predict_survey(args: argparse.Namespace) -> dict | None:
         raise SaltError(
             f"{args.out}: cannot create the output directory ({error.strerror})"
         ) from None
+    if predict_lines(args, survey, work, settings, scaling, paths, tta):
+        return finish(args, survey, work, scaling, len(paths), started)
+    return None
+
+
+def predict_lines(args, survey: Survey, work: SurveyWork, settings, scaling, paths, tta) -> bool:
+    """Every line not yet done predicted into its line file, by every process; whether this
+    process is rank 0. The nets and the Trainer are gone on return: the end runs without them."""
     world = args.devices * args.num_nodes
     trainer = pl.Trainer(
         accelerator=args.accelerator,
@@ -347,9 +335,10 @@ def predict_survey(args: argparse.Namespace) -> dict | None:
     lines = SurveyLines(survey, work, settings, args.overwrite, args.axes, scaling, args.workers)
     trainer.predict(module, datamodule=lines, return_predictions=False)
     trainer.strategy.barrier("survey-predicted")
-    if not trainer.is_global_zero:
-        return None
-    return finish(args, survey, work, scaling, len(paths), started)
+    rank_zero = trainer.is_global_zero
+    del trainer, module, lines  # the nets: in a reference cycle of the Trainer's
+    return_freed_memory()
+    return rank_zero
 
 
 @exit_on_salt_error

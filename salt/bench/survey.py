@@ -34,6 +34,7 @@ import torch
 
 from salt.core.config import CONFIG_DIR
 from salt.core.rundir import checkpoint_files
+from salt.data.synthetic import parse_cube_shape
 
 BARE_LOOP = """
 import sys, time, json
@@ -65,16 +66,6 @@ with segyio.open(path, "r", strict=True) as f:
 merged = (volumes["inline"].astype(np.float32) + volumes["crossline"].astype(np.float32)) / 2
 print(json.dumps({"seconds": time.perf_counter() - started, "salt": float((merged >= 0.5).mean())}))
 """
-
-
-def parse_shape(text: str) -> tuple[int, int, int]:
-    try:
-        shape = tuple(int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected IxXxT, got {text!r}") from None
-    if len(shape) != 3 or min(shape) < 1:
-        raise argparse.ArgumentTypeError(f"expected three positive sizes IxXxT, got {text!r}")
-    return shape[0], shape[1], shape[2]
 
 
 def random_checkpoint(path: Path, overrides: list[str]) -> Path:
@@ -191,7 +182,7 @@ def record(out: Path, row: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
-    parser.add_argument("--shape", type=parse_shape, default=(200, 200, 400))
+    parser.add_argument("--shape", type=parse_cube_shape, default=(200, 200, 400))
     parser.add_argument("--runs", help="a run directory or .ckpt (default: random resnet34)")
     parser.add_argument(
         "--net",

@@ -252,7 +252,7 @@ def _section_shape(text: str) -> tuple[int, int]:
     return height, width
 
 
-def _cube_shape(text: str) -> tuple[int, int, int]:
+def parse_cube_shape(text: str) -> tuple[int, int, int]:
     try:
         inlines, crosslines, samples = (int(v) for v in text.lower().split("x"))
     except ValueError:
@@ -308,7 +308,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def add_cube_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cube", type=_cube_shape, help="also write an IxXxT SEG-Y cube")
+    parser.add_argument("--cube", type=parse_cube_shape, help="also write an IxXxT SEG-Y cube")
     parser.add_argument("--cube-only", action="store_true", help="the cube, no tiles")
     parser.add_argument("--sorting", choices=("inline", "crossline"), default="inline")
     parser.add_argument("--endian", choices=("big", "little"), default="big")

@@ -21,12 +21,20 @@ NET_PREFIX = "net."  # SaltModule.net
 
 
 def read_checkpoint(path) -> dict:
-    """A checkpoint's content on the CPU (tensors and plain types only: weights_only)."""
+    """A checkpoint's content on the CPU (tensors and plain types only: weights_only).
+
+    Its tensors are memory-mapped from the file, so that only those used (the net's weights, not
+    the optimizer's state) are ever read into memory."""
     path = Path(path)
     if not path.is_file():
         raise SaltError(f"{path}: checkpoint not found")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as error:
+            if "mmap" not in str(error):
+                raise
+            return torch.load(path, map_location="cpu", weights_only=True)  # the legacy format
     except Exception as error:  # torch raises many types for a truncated or foreign file
         raise SaltError(f"{path}: not a readable checkpoint ({type(error).__name__})") from None
 

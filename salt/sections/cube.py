@@ -197,21 +197,26 @@ class Survey:
         locations[self.trace_index[present]] = np.argwhere(present)
         return locations
 
-    def dead_traces(self) -> np.ndarray:
-        """(inlines, crosslines) bool: the traces that are present but all zeros."""
+    def scan_traces(self, sample: int) -> tuple[np.ndarray, np.ndarray]:
+        """One read of every trace: (dead, amplitudes), both (inlines, crosslines): the traces
+        present but all zeros, and each trace's amplitude at `sample` (0 where missing)."""
         dead = np.zeros(self.shape[:2], dtype=bool)
+        amplitudes = np.zeros(self.shape[:2], dtype=np.float32)
         locations = self.trace_locations()
         for start, chunk in self.trace_chunks():
             rows = locations[start : start + len(chunk)]
             dead[rows[:, 0], rows[:, 1]] = ~np.any(chunk, axis=1)
-        return dead
+            amplitudes[rows[:, 0], rows[:, 1]] = chunk[:, sample]
+        return dead, amplitudes
 
     def scaling(self, percentile: float = 99.0) -> Scaling:
         """One amplitude scaling for the whole survey: salt.sections.seismic's, on evenly spaced
         traces (at most ~4 million values), the dead (all-zero) ones left out."""
         live = np.sort(self.trace_index[self.trace_index >= 0])
         step = max(1, math.ceil(len(live) * self.shape[2] / SAMPLE_VALUES))
-        sample = np.stack([self.handle.trace.raw[int(t)] for t in live[::step]]).astype(np.float32)
+        sample = np.empty((len(live[::step]), self.shape[2]), dtype=np.float32)
+        for row, trace in enumerate(live[::step]):
+            sample[row] = self.handle.trace.raw[int(trace)]
         sample = sample[np.any(sample, axis=1)]
         if len(sample) == 0:
             return Scaling(-1.0, 1.0)

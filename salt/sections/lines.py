@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from salt.inference.tiles import predict_ensemble
 from salt.sections.cube import Survey
+from salt.sections.paging import trim_heap
 from salt.sections.seismic import Scaling
 from salt.sections.stitch import stitch
 from salt.sections.survey_work import SurveyWork
@@ -153,6 +154,7 @@ class LineWriter(BasePredictionWriter):
         self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx
     ) -> None:
         self.write(prediction["axis"], prediction["index"], prediction["probability"])
+        trim_heap()  # what the line's tiles and activations used: resident memory stays flat
 
 
 class LineProgressBar(TQDMProgressBar):

@@ -9,6 +9,10 @@ a few slices.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
+import gc
 import mmap
 
 import numpy as np
@@ -23,6 +27,29 @@ def release_pages(volume: np.ndarray) -> None:
     handle = getattr(volume, "_mmap", None)
     if isinstance(handle, mmap.mmap):
         handle.madvise(mmap.MADV_DONTNEED)
+
+
+def trim_heap() -> bool:
+    """Hand the heap's free memory back to the system (glibc's malloc_trim): memory that Python,
+    numpy and torch freed otherwise stays resident in the process's heap, for the next
+    allocation. Whether the C library could do it (False off glibc)."""
+    trim = _malloc_trim()
+    if trim is None:
+        return False
+    trim(0)
+    return True
+
+
+def return_freed_memory() -> bool:
+    """Collect garbage (objects in reference cycles), then `trim_heap`."""
+    gc.collect()
+    return trim_heap()
+
+
+@functools.cache
+def _malloc_trim():
+    name = ctypes.util.find_library("c")
+    return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
 
 
 class Slices:

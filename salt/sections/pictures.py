@@ -23,6 +23,7 @@ from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from scipy import ndimage
 
 from salt.core.files import atomic_path
 from salt.sections.axes import CubeAxes
@@ -128,11 +129,13 @@ def _checked_position(position: tuple[int, int, int], axes: CubeAxes) -> tuple[i
 
 
 def salt_overlay(salt: np.ndarray) -> np.ndarray:
-    """RGBA (rows, columns, 4) of the salt colour, as opaque as the salt is certain."""
+    """uint8 RGBA (rows, columns, 4) of the salt colour, as opaque as the salt is certain (what
+    matplotlib turns any RGBA image into before drawing it: a float one would be a copy 4 times
+    larger, kept by the figure)."""
     certainty = np.clip(np.nan_to_num(np.asarray(salt, dtype=np.float32)), 0, 1)
-    rgba = np.empty(certainty.shape + (4,), np.float32)
-    rgba[..., :3] = to_rgb(SALT_COLOR)
-    rgba[..., 3] = SALT_ALPHA * certainty
+    rgba = np.empty(certainty.shape + (4,), np.uint8)
+    rgba[..., :3] = np.round(np.array(to_rgb(SALT_COLOR)) * 255)
+    rgba[..., 3] = np.round(255 * SALT_ALPHA * certainty)
     return rgba
 
 
@@ -264,9 +267,12 @@ def body_surface(body: np.ndarray, step_size: int = 1) -> tuple[np.ndarray, np.n
     padded = np.pad(crop.astype(np.float32), 1)
     smooth = filters.gaussian(padded, sigma=0.8, preserve_range=True)
     level = min(0.5, 0.5 * float(smooth.max()))  # a one-voxel body still gets a surface
-    vertices, faces, _, _ = measure.marching_cubes(
-        smooth, level=level, step_size=step_size, allow_degenerate=False
-    )
+    try:
+        vertices, faces, _, _ = measure.marching_cubes(
+            smooth, level=level, step_size=step_size, allow_degenerate=False
+        )
+    except RuntimeError:  # a body smaller than the step falls between the sampled voxels
+        vertices, faces, _, _ = measure.marching_cubes(smooth, level=level, allow_degenerate=False)
     return vertices + corner - 1, faces
 
 
@@ -346,7 +352,9 @@ def _draw_edges(ax, edges: list) -> None:
 
 def _faces_budget_step(bodies: list[np.ndarray]) -> int:
     """marching_cubes' step_size that keeps all surfaces near MAX_FACES triangles."""
-    surface_voxels = sum(int(np.count_nonzero(b ^ np.roll(b, 1, axis=0))) for b in bodies)
+    surface_voxels = 0
+    for body in bodies:  # its faces across the first axis, those on the survey's sides included
+        surface_voxels += int(np.count_nonzero(np.diff(body, axis=0, prepend=False, append=False)))
     estimate = 4 * surface_voxels  # about four triangles per surface voxel
     return max(1, int(np.ceil(np.sqrt(estimate / MAX_FACES))))
 
@@ -401,12 +409,14 @@ def bodies_figure(
 def _draw_bodies(ax, labels, bodies, coordinates, scale, limits) -> None:
     from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 
-    masks = [labels == body_id for body_id, _ in bodies]
-    step_size = _faces_budget_step(masks)
-    for rank, mask in enumerate(masks):
+    boxes = ndimage.find_objects(labels)
+    crops = [(labels[boxes[body_id - 1]] == body_id, boxes[body_id - 1]) for body_id, _ in bodies]
+    step_size = _faces_budget_step([mask for mask, _ in crops])
+    for rank, (mask, box) in enumerate(crops):
         vertices, faces = body_surface(mask, step_size=step_size)
         if len(faces) == 0:
             continue
+        vertices += [side.start for side in box]
         survey = np.clip(_to_survey(vertices, coordinates), limits[:, 0], limits[:, 1])
         color = BODY_COLORS[rank] if rank < len(BODY_COLORS) else OTHER_BODIES_COLOR
         colors = shaded_colors(survey, faces, color, scale)

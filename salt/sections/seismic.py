@@ -153,14 +153,16 @@ def scaling_for(section: np.ndarray, percentile: float = 99.0) -> Scaling:
         raise ValueError(f"clip percentile must be in (50, 100], got {percentile}")
     if section.dtype == np.uint8:
         return Scaling()
-    values = sample(section)
+    values = sample(section).ravel()
     values = values[np.isfinite(values)]
     if values.size == 0:
         return Scaling(-1.0, 1.0)
+    # values is this function's own copy: partitioned and folded in place (peak memory)
     if np.issubdtype(section.dtype, np.unsignedinteger):
-        low, high = (float(v) for v in np.percentile(values, [100 - percentile, percentile]))
+        percentiles = np.percentile(values, [100 - percentile, percentile], overwrite_input=True)
+        low, high = (float(v) for v in percentiles)
     else:
-        high = float(np.percentile(np.abs(values), percentile))
+        high = float(np.percentile(np.abs(values, out=values), percentile, overwrite_input=True))
         low = -high
     if high <= low:  # constant data: mid-gray
         low, high = low - 1.0, high + 1.0

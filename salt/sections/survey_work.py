@@ -144,19 +144,16 @@ class SurveyWork:
         threshold: float,
         files: ExitStack,
         how: str = "mean",
-    ) -> tuple[Slices, Slices, np.ndarray]:
-        """(probability, mask, traces) written to temporary files that `files` renames into
-        OUT_DIR when it closes: float32 probabilities (the passes' mean, or `how`="max" their
-        maximum; NaN where a trace is missing), the uint8 0/1 mask (probability >= threshold)
-        and the uint8 trace map (MISSING, LIVE, DEAD)."""
+    ) -> tuple[Slices, Slices]:
+        """(probability, mask) written to temporary files that `files` renames into OUT_DIR when
+        it closes: float32 probabilities (the passes' mean, or `how`="max" their maximum; NaN
+        where a trace is missing) and the uint8 0/1 mask (probability >= threshold)."""
         shape = survey.shape
         missing = [a for a in axes if len(self.done(a)) < survey.line_count(a)]
         if missing:
             raise SaltError(f"{self.out}: lines missing from the {' and '.join(missing)} pass")
         crosslines = self.gather_crosslines(shape) if "crossline" in axes else None
         present = survey.trace_index >= 0
-        traces = np.where(present, LIVE, MISSING).astype(np.uint8)
-        traces[survey.dead_traces()] = DEAD
 
         def memmap(name: str, dtype) -> np.ndarray:
             temporary = files.enter_context(atomic_path(self.output(name)))
@@ -181,5 +178,12 @@ class SurveyWork:
             merged[~present[inline]] = np.nan
             probability[inline] = merged
             mask[inline] = merged >= threshold
+        return probability, mask
+
+    def write_traces(self, survey: Survey, dead: np.ndarray, files: ExitStack) -> np.ndarray:
+        """The uint8 trace map (MISSING, LIVE, DEAD) of `survey`, written to a temporary file
+        that `files` renames into OUT_DIR when it closes."""
+        traces = np.where(survey.trace_index >= 0, LIVE, MISSING).astype(np.uint8)
+        traces[dead] = DEAD
         np.save(files.enter_context(atomic_path(self.output(TRACES))), traces)
-        return probability, mask, traces
+        return traces

@@ -14,6 +14,7 @@ from salt.sections.pictures import (
     SLICES_SIZE,
     bodies_figure,
     body_ids_by_size,
+    body_surface,
     salt_overlay,
     slices_figure,
 )
@@ -120,7 +121,8 @@ def test_slices_that_do_not_fit_the_survey_are_refused(tmp_path):
 
 def test_salt_overlay_is_as_opaque_as_salt_is_certain():
     rgba = salt_overlay(np.array([[0.0, 0.5, 1.0, np.nan]]))
-    assert np.allclose(rgba[0, :, 3], [0, SALT_ALPHA / 2, SALT_ALPHA, 0])
+    assert rgba.dtype == np.uint8
+    assert np.allclose(rgba[0, :, 3] / 255, [0, SALT_ALPHA / 2, SALT_ALPHA, 0], atol=0.5 / 255)
     assert np.allclose(rgba[0, 0, :3], rgba[0, 2, :3])  # one colour
 
 
@@ -162,4 +164,19 @@ def test_a_survey_smaller_than_a_tile_with_a_one_voxel_body(tmp_path):
     labels = np.zeros((1, 2, 3), np.int32)
     labels[0, 1, 1] = 1
     path = bodies_figure(tmp_path / "b.png", labels, survey_axes((1, 2, 3), "depth"))
+    assert png_size(path) == pixels(BODIES_SIZE)
+
+
+def test_a_body_smaller_than_the_marching_step_still_gets_a_surface(tmp_path, monkeypatch):
+    one_voxel = np.zeros((9, 9, 9), bool)
+    one_voxel[4, 4, 4] = True
+    vertices, faces = body_surface(one_voxel, step_size=4)
+    assert len(faces) > 0
+    assert np.allclose(vertices.mean(axis=0), 4, atol=0.5)
+    monkeypatch.setattr(pictures, "MAX_FACES", 2_000)
+    labels = np.zeros((40, 40, 40), np.int32)  # a large body makes the faces budget's step > 1
+    labels[5:35, 5:35, 5:35] = 1
+    labels[38, 38, 38] = 2
+    assert pictures._faces_budget_step([labels == 1]) > 1
+    path = bodies_figure(tmp_path / "b.png", labels, survey_axes(labels.shape))
     assert png_size(path) == pixels(BODIES_SIZE)

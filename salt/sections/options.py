@@ -1,0 +1,38 @@
+"""The command-line options that salt.section and salt.survey share: which nets, where the
+results go, how tiles are laid and predicted, how amplitudes are scaled and probabilities
+thresholded."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from salt.core.rundir import CHECKPOINT_KINDS
+from salt.data.padding import TILE
+from salt.inference.tiles import TTA_TRANSFORMS
+
+
+def add_prediction_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--runs",
+        nargs="+",
+        required=True,
+        help="run directories, folders of runs (a multirun), .ckpt files or glob patterns",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="output directory")
+    parser.add_argument(
+        "--stride", type=int, default=50, help=f"tile spacing in pixels (1..{TILE})"
+    )
+    parser.add_argument("--tta", nargs="+", default=["none", "hflip"], choices=TTA_TRANSFORMS)
+    parser.add_argument(
+        "--checkpoints", nargs="+", default=["auto"], choices=CHECKPOINT_KINDS, metavar="KIND"
+    )
+    parser.add_argument("--batch-size", type=int, default=64, help="tiles per forward pass")
+    parser.add_argument("--precision", default="bf16-mixed", help="autocast on a GPU")
+    parser.add_argument(
+        "--clip-percentile",
+        type=float,
+        default=99.0,
+        help="amplitudes are clipped at this percentile of |amplitude| (default 99)",
+    )
+    parser.add_argument("--threshold", type=float, default=0.5, help="probability -> mask")
