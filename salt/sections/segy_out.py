@@ -62,7 +62,7 @@ def write_segy_like(survey: Survey, path, volume: np.ndarray, sample_format: int
                 :, :TRACE_HEADER_BYTES
             ]
             chunk[:, TRACE_HEADER_BYTES:] = values.view(np.uint8).reshape(stop - start, -1)
-            target.write(memoryview(chunk))
+            target.write(chunk.data)  # no copy (tobytes would make one)
             release_pages(volume)
             release_pages(source_bytes)
     return path
