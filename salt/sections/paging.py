@@ -4,7 +4,8 @@ A process that reads or writes a memmap keeps every page it touched mapped, so i
 memory grows to the size of the volumes it went through, although the kernel could drop those
 pages at any time. Releasing them now and then (madvise MADV_DONTNEED: for a file mapping, the
 data stays in the file and the page cache) keeps the resident memory of a pass over a survey at
-a few slices.
+a few slices. Memory freed on the heap is handed back the same way (`trim_heap`), so that the
+peak of one line or stage is not carried into the next.
 """
 
 from __future__ import annotations
