@@ -27,6 +27,7 @@ from scipy import ndimage
 
 from salt.core.errors import DataError, SaltError, exit_on_salt_error
 from salt.core.files import atomic_path, write_json
+from salt.core.program_exit import run_then_exit
 from salt.core.rundir import checkpoint_files, run_entries
 from salt.inference.tiles import check_tta, load_model
 from salt.sections.bodies import fill_enclosed_holes, find_bodies, write_bodies_csv
@@ -349,5 +350,11 @@ def main(argv: list[str] | None = None) -> None:
         print(summary_line(summary, args.out))
 
 
+def run() -> None:
+    """The program (`salt-survey`, `python -m salt.survey`): `main`, then the process ends without
+    the interpreter's teardown, which would page in unused CUDA libraries (salt.core.program_exit)."""
+    run_then_exit(main)
+
+
 if __name__ == "__main__":
-    main()
+    run()

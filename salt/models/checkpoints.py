@@ -7,6 +7,7 @@ net's Hydra config (`net_config`) and the input normalisation (`tile_options`).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -77,20 +78,31 @@ def check_weights_fit(path, state: dict, model: nn.Module) -> None:
 
 
 def load_net(path, checkpoint: dict | None = None) -> nn.Module:
-    """The net saved in a salt checkpoint, with its weights, in eval mode on the CPU."""
+    """The net saved in a salt checkpoint, with its weights, in eval mode on the CPU.
+
+    The net is built on the meta device (no memory, no random initialisation) and takes the
+    checkpoint's tensors as its own (`assign`): with a memory-mapped checkpoint its weights are
+    the file's pages, read in when first used and never copied (a module the net never runs,
+    such as an encoder's stages beyond `encoder_depth`, is never read), and writing to them
+    changes the net only, never the file (a private mapping)."""
     checkpoint = checkpoint or read_checkpoint(path)
     net_config = checkpoint.get("hyper_parameters", {}).get("net_config")
     if not net_config:
         raise SaltError(f"{path}: not a salt checkpoint (no net_config in its hyper-parameters)")
     # the checkpoint holds every weight; never download or read pretrained encoder weights here
-    net = instantiate({**net_config, "encoder_weights": None})
+    with torch.device("meta"):
+        net = instantiate({**net_config, "encoder_weights": None})
     try:
-        net.load_state_dict(net_weights(checkpoint))
+        net.load_state_dict(net_weights(checkpoint), assign=True)
     except RuntimeError as error:
         first_line = str(error).splitlines()[1].strip() if "\n" in str(error) else str(error)
         raise SaltError(
             f"{path}: weights do not fit the architecture ({first_line[:200]})"
         ) from None
+    tensors = itertools.chain(net.named_parameters(), net.named_buffers())
+    unloaded = [name for name, tensor in tensors if tensor.is_meta]
+    if unloaded:  # a tensor outside the state dict (a non-persistent buffer) has no value
+        raise SaltError(f"{path}: the net has tensors its checkpoint cannot hold ({unloaded[0]})")
     return net.eval()
 
 

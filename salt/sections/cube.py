@@ -22,7 +22,7 @@ from salt.sections.seismic import SAMPLE_VALUES, Scaling, scaling_for
 
 AXES = ("inline", "crossline")
 ENDIANS = ("big", "little")
-TRACE_CHUNK = 4096  # traces read at a time when a whole survey is scanned
+TRACE_CHUNK = 512  # traces read or written at a time in a pass over the whole file (a few MiB)
 
 
 def import_segyio(path: Path):

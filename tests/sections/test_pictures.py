@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from matplotlib.colors import to_rgb
 from PIL import Image
 
 from salt.sections import pictures
@@ -11,12 +12,14 @@ from salt.sections.axes import CubeAxes
 from salt.sections.pictures import (
     BODIES_SIZE,
     SALT_ALPHA,
+    SALT_COLOR,
     SLICES_SIZE,
     bodies_figure,
     body_ids_by_size,
     body_surface,
-    salt_overlay,
+    salt_outline,
     slices_figure,
+    tinted_section,
 )
 
 pytest.importorskip("skimage")
@@ -119,11 +122,29 @@ def test_slices_that_do_not_fit_the_survey_are_refused(tmp_path):
     assert not (tmp_path / "s.png").exists()
 
 
-def test_salt_overlay_is_as_opaque_as_salt_is_certain():
-    rgba = salt_overlay(np.array([[0.0, 0.5, 1.0, np.nan]]))
-    assert rgba.dtype == np.uint8
-    assert np.allclose(rgba[0, :, 3] / 255, [0, SALT_ALPHA / 2, SALT_ALPHA, 0], atol=0.5 / 255)
-    assert np.allclose(rgba[0, 0, :3], rgba[0, 2, :3])  # one colour
+def test_a_tinted_section_blends_the_salt_colour_as_the_salt_is_certain():
+    seismic = np.array([[0, 100, 200, 200, 50]], np.uint8)
+    rgba = tinted_section(seismic, np.array([[0.0, 0.5, 1.0, np.nan, True]]))
+    assert rgba.dtype == np.uint8 and rgba.shape == (1, 5, 4)
+    assert (rgba[..., 3] == 255).all()  # opaque: the seismic is under the salt
+    salt_rgb = np.array(to_rgb(SALT_COLOR)) * 255
+    opacity = np.array([0, SALT_ALPHA / 2, SALT_ALPHA, 0, SALT_ALPHA])
+    gray = seismic[0, :, None].astype(float)
+    expected = gray + (salt_rgb - gray) * opacity[:, None]
+    assert np.abs(rgba[0, :, :3] - expected).max() <= 0.5 + 1e-4
+
+
+def test_the_salt_outline_is_the_half_level_in_survey_coordinates():
+    """A square of salt over cells 2..4 of 0..7 (across) and 1..2 of 0..4 (down): the 0.5 line
+    runs half a cell outside it, at the coordinates of the cells' centres."""
+    salt = np.zeros((8, 5), bool)
+    salt[2:5, 1:3] = True
+    across, down = 300 + 2 * np.arange(8), 500 + 8.0 * np.arange(5)
+    (line,) = salt_outline(salt, across, down)
+    assert line.shape[1] == 2
+    assert np.allclose([line[:, 0].min(), line[:, 0].max()], [300 + 2 * 1.5, 300 + 2 * 4.5])
+    assert np.allclose([line[:, 1].min(), line[:, 1].max()], [500 + 8 * 0.5, 500 + 8 * 2.5])
+    assert salt_outline(np.zeros((8, 5)), across, down) == []
 
 
 def test_bodies_are_ordered_largest_first():
