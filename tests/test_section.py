@@ -228,3 +228,12 @@ def test_bad_input_is_one_line_naming_the_file(tiny_run, tmp_path, capsys):
         assert message.count("\n") == 0 and message.startswith("error: "), message
         assert problem in message, message
         assert not out.exists()
+
+
+def test_the_scaling_leaves_the_section_alone():
+    """The percentile is taken in place, on the scaling's own copy, also of a float64 section."""
+    section = np.random.default_rng(0).normal(size=(50, 40))
+    before = section.copy()
+    scaling = scaling_for(section)
+    assert np.array_equal(section, before)
+    assert scaling.high == pytest.approx(np.percentile(np.abs(before), 99.0))

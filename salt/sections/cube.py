@@ -215,9 +215,10 @@ class Survey:
         live = np.sort(self.trace_index[self.trace_index >= 0])
         step = max(1, math.ceil(len(live) * self.shape[2] / SAMPLE_VALUES))
         sample = np.empty((len(live[::step]), self.shape[2]), dtype=np.float32)
-        for row, trace in enumerate(live[::step]):
-            sample[row] = self.handle.trace.raw[int(trace)]
-        sample = sample[np.any(sample, axis=1)]
-        if len(sample) == 0:
+        rows = 0  # the live traces read so far; a dead one is overwritten by the next
+        for trace in live[::step]:
+            sample[rows] = self.handle.trace.raw[int(trace)]
+            rows += bool(sample[rows].any())
+        if rows == 0:
             return Scaling(-1.0, 1.0)
-        return scaling_for(sample, percentile)
+        return scaling_for(sample[:rows], percentile)  # a view: one sample in memory

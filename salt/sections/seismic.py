@@ -143,8 +143,9 @@ class Scaling:
 
 
 def sample(section: np.ndarray) -> np.ndarray:
+    """At most about SAMPLE_VALUES of `section`'s values, evenly spaced, as a float64 copy."""
     step = max(1, math.ceil(math.sqrt(section.size / SAMPLE_VALUES)))
-    return np.asarray(section[::step, ::step], dtype=np.float64)
+    return np.array(section[::step, ::step], dtype=np.float64)  # a copy, even of float64
 
 
 def scaling_for(section: np.ndarray, percentile: float = 99.0) -> Scaling:
@@ -154,7 +155,9 @@ def scaling_for(section: np.ndarray, percentile: float = 99.0) -> Scaling:
     if section.dtype == np.uint8:
         return Scaling()
     values = sample(section).ravel()
-    values = values[np.isfinite(values)]
+    finite = np.isfinite(values)
+    if not finite.all():  # no second copy of a sample that is all finite (peak memory)
+        values = values[finite]
     if values.size == 0:
         return Scaling(-1.0, 1.0)
     # values is this function's own copy: partitioned and folded in place (peak memory)

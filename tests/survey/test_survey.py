@@ -20,6 +20,7 @@ from salt.data.synthetic_cube import corner_missing, make_cube, random_dead, wri
 from salt.sections import cube as cube_module
 from salt.sections import segy_out
 from salt.sections.cube import Survey
+from salt.sections.seismic import scaling_for
 from salt.sections.survey_work import DEAD, LIVE, MISSING, OUTPUTS, WORK
 from tests.helpers.runs import REPO_ROOT, run_main
 from tests.helpers.tiny_net import write_checkpoint
@@ -143,6 +144,20 @@ def test_the_passes_are_merged_by_their_mean(checkpoint, tmp_path, capsys):
     assert not np.allclose(volumes["inline"], volumes["crossline"], atol=1e-3)
     expected = (volumes["inline"] + volumes["crossline"]) / 2
     assert np.array_equal(volumes["inline,crossline"], expected)
+
+
+def test_the_survey_scaling_leaves_dead_and_missing_traces_out(tmp_path):
+    """Dead traces (all zeros) in the sample would pull the clip percentile towards 0."""
+    missing = corner_missing(SHAPE[:2], 0.2)
+    dead = random_dead(SHAPE[:2], 0.3, seed=2) & ~missing
+    cube, _ = write_cube(tmp_path / "cube.sgy", missing=missing, dead=dead)
+    amplitude, _ = make_cube(SHAPE, 0)
+    live = amplitude[~missing & ~dead]  # (traces, samples): every trace, as the sample is small
+    scaling = Survey(cube).scaling()
+    assert (scaling.low, scaling.high) == pytest.approx(
+        (scaling_for(live).low, scaling_for(live).high), rel=1e-6
+    )
+    assert scaling.high != pytest.approx(scaling_for(amplitude.reshape(-1, SHAPE[2])).high)
 
 
 def test_irregular_geometry_and_dead_traces_are_marked_not_shifted(checkpoint, tmp_path, capsys):
