@@ -32,7 +32,13 @@ from salt.core.rundir import checkpoint_files, run_entries
 from salt.inference.tiles import check_tta, load_model
 from salt.sections.bodies import fill_enclosed_holes, find_bodies, write_bodies_csv
 from salt.sections.cube import AXES, Survey
-from salt.sections.lines import LinePredictor, LineProgressBar, LineWriter, SurveyLines
+from salt.sections.lines import (
+    LinePredictor,
+    LineProgressBar,
+    LineWriter,
+    StopOnSigterm,
+    SurveyLines,
+)
 from salt.sections.options import add_prediction_arguments
 from salt.sections.paging import Slices, return_freed_memory
 from salt.sections.pictures import bodies_figure, slices_figure
@@ -328,7 +334,7 @@ def predict_lines(args, survey: Survey, work: SurveyWork, settings, scaling, pat
         logger=False,
         enable_checkpointing=False,
         enable_model_summary=False,
-        callbacks=[LineWriter(work.write_line), LineProgressBar()],
+        callbacks=[LineWriter(work.write_line), StopOnSigterm(), LineProgressBar()],
     )
     module = LinePredictor(
         [load_model(path) for path in paths], tta, args.stride, args.batch_size, args.precision

@@ -13,7 +13,7 @@ that both see the same machine; the cores are swapped every repeat. Each repeat 
 seconds, samples (of the cube) per second and the ratio of the survey's throughput to the bare
 loop's. The checkpoint is `--runs`, or the
 net of experiment resnet34 with random weights (no download). `--memory`: one salt.survey run
-on the cube with the child's peak resident memory (ru_maxrss) and the time of each stage.
+on the cube: its own peak resident memory (ru_maxrss, see `child`), wall time and summary line.
 Everything is appended to OUT_DIR/results.jsonl.
 """
 
@@ -22,9 +22,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -113,14 +113,34 @@ def generated_cube(out: Path, shape: tuple[int, int, int]) -> Path:
     return path
 
 
+# Starts argv[2:] and writes its peak resident memory (kB) to the file argv[1].
+PEAK_OF_ITS_CHILD = """
+import os, sys
+pid = os.posix_spawn(sys.argv[2], sys.argv[2:], os.environ)
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as peak:
+    peak.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def child(command: list[str]) -> tuple[float, float, str]:
-    """(wall seconds, peak resident MiB, stdout) of a child process run to its end."""
+    """(wall seconds, peak resident MiB, stdout) of a child process run to its end
+    (`command[0]`: the program's path, not looked up in PATH).
+
+    Linux carries a process's high-water mark across exec into its new program's ru_maxrss, so
+    a child started by this process (which may just have generated a 2 GB cube) would report
+    this process's peak if it were higher than its own. The command is therefore started by a
+    bare Python (`-S`, a few MiB), which reports its child's ru_maxrss."""
     started = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True)
-    seconds = time.perf_counter() - started
-    if result.returncode != 0:
-        raise SystemExit(f"failed: {' '.join(command)}\n{result.stderr[-3000:]}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    with tempfile.TemporaryDirectory() as scratch:
+        peak_file = Path(scratch) / "peak"
+        launcher = [sys.executable, "-S", "-c", PEAK_OF_ITS_CHILD, str(peak_file)]
+        result = subprocess.run([*launcher, *command], capture_output=True, text=True)
+        seconds = time.perf_counter() - started
+        if result.returncode != 0:
+            raise SystemExit(f"failed: {' '.join(command)}\n{result.stderr[-3000:]}")
+        peak = int(peak_file.read_text()) / 1024
     return seconds, peak, result.stdout
 
 

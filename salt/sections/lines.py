@@ -14,10 +14,11 @@ from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import BasePredictionWriter, TQDMProgressBar
+from pytorch_lightning.callbacks import BasePredictionWriter, Callback, TQDMProgressBar
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from salt.core.errors import SaltError
 from salt.inference.tiles import predict_ensemble
 from salt.sections.cube import Survey
 from salt.sections.paging import trim_heap
@@ -155,6 +156,20 @@ class LineWriter(BasePredictionWriter):
     ) -> None:
         self.write(prediction["axis"], prediction["index"], prediction["probability"])
         trim_heap()  # what the line's tiles and activations used: resident memory stays flat
+
+
+class StopOnSigterm(Callback):
+    """Ends the prediction after the line in progress once the process got a SIGTERM (`kill`, a
+    scheduler's time limit): Lightning's signal handler only notes it, and its predict loop,
+    unlike its fit loop, would go on to the last line. The lines written are kept; the error
+    (exit 1) says that the same command continues from them. Place it after the LineWriter."""
+
+    def on_predict_batch_end(self, trainer, *args, **kwargs) -> None:
+        if trainer.received_sigterm:
+            raise SaltError(
+                "stopped by SIGTERM; the lines predicted so far are kept: "
+                "the same command continues from them"
+            )
 
 
 class LineProgressBar(TQDMProgressBar):

@@ -216,13 +216,14 @@ def subprocess_survey(cube: Path, out: Path, checkpoint: Path, *options, env=Non
     )
 
 
-def finish(process: subprocess.Popen) -> str:
+def finish(process: subprocess.Popen, status: int = 0) -> str:
+    """The output of `process`, once it has ended with exit `status` (a hang fails the test)."""
     try:
         output = process.communicate(timeout=SUBPROCESS_TIMEOUT)[0]
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         pytest.fail(f"salt.survey still running after {SUBPROCESS_TIMEOUT} s (a hang)")
-    assert process.returncode == 0, output[-3000:]
+    assert process.returncode == status, output[-3000:]
     return output
 
 
@@ -235,22 +236,27 @@ def final_bytes(out: Path) -> dict[str, bytes]:
     }
 
 
+def started_survey(cube: Path, out: Path, checkpoint: Path, *options, lines_done: int = 8):
+    """salt.survey in a child process, returned once `lines_done` line files are written."""
+    started = subprocess_survey(cube, out, checkpoint, *options)
+    deadline = time.monotonic() + SUBPROCESS_TIMEOUT
+    while len(list((out / WORK / "lines").glob("*/[0-9]*.npy"))) < lines_done:
+        assert started.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline, "no lines written"
+        time.sleep(0.02)
+    return started
+
+
 @pytest.mark.slow
 def test_killed_survey_resumes_to_identical_files(checkpoint, tmp_path):
     cube, _ = write_cube(tmp_path / "cube.sgy", shape=(16, 14, 120), seed=5)
     options = ("--stride", "25")
     finish(subprocess_survey(cube, tmp_path / "whole", checkpoint, *options))
 
-    killed = subprocess_survey(cube, tmp_path / "resumed", checkpoint, *options)
-    lines = tmp_path / "resumed" / WORK / "lines"
-    deadline = time.monotonic() + SUBPROCESS_TIMEOUT
-    while len(list(lines.glob("*/[0-9]*.npy"))) < 8:
-        assert killed.poll() is None, "the run ended before it could be killed"
-        assert time.monotonic() < deadline, "no lines written"
-        time.sleep(0.02)
+    killed = started_survey(cube, tmp_path / "resumed", checkpoint, *options)
     os.killpg(killed.pid, signal.SIGKILL)
     killed.wait()
-    done = len(list(lines.glob("*/[0-9]*.npy")))
+    done = len(list((tmp_path / "resumed" / WORK / "lines").glob("*/[0-9]*.npy")))
     assert 8 <= done < 30 and not (tmp_path / "resumed" / "summary.json").exists()
     assert not (tmp_path / "resumed" / "probability.sgy").exists()
 
@@ -259,6 +265,23 @@ def test_killed_survey_resumes_to_identical_files(checkpoint, tmp_path):
     assert final_bytes(tmp_path / "resumed") == final_bytes(tmp_path / "whole")
     assert set(final_bytes(tmp_path / "whole")) == set(OUTPUTS) - {"summary.json"}
     assert not (tmp_path / "resumed" / WORK).exists()
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_survey_after_the_line_in_progress(checkpoint, tmp_path):
+    """Lightning's predict loop only notes a SIGTERM: the survey itself must stop, at once,
+    keeping its lines for the same command (which resumes them, as after a SIGKILL)."""
+    cube, _ = write_cube(tmp_path / "cube.sgy", shape=(16, 14, 120), seed=5)
+    stopped = started_survey(cube, tmp_path / "out", checkpoint, "--stride", "25")
+    os.killpg(stopped.pid, signal.SIGTERM)
+    output = finish(stopped, status=1)
+    errors = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert errors == [
+        "error: stopped by SIGTERM; the lines predicted so far are kept: "
+        "the same command continues from them"
+    ], output[-3000:]
+    done = len(list((tmp_path / "out" / WORK / "lines").glob("*/[0-9]*.npy")))
+    assert 8 <= done < 30 and not (tmp_path / "out" / "probability.sgy").exists()
 
 
 @pytest.mark.slow
