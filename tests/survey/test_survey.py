@@ -236,11 +236,16 @@ def final_bytes(out: Path) -> dict[str, bytes]:
     }
 
 
+def lines_written(out: Path) -> int:
+    """The line files a survey into `out` has finished (its progress record)."""
+    return len(list((out / WORK / "lines").glob("*/[0-9]*.npy")))
+
+
 def started_survey(cube: Path, out: Path, checkpoint: Path, *options, lines_done: int = 8):
     """salt.survey in a child process, returned once `lines_done` line files are written."""
     started = subprocess_survey(cube, out, checkpoint, *options)
     deadline = time.monotonic() + SUBPROCESS_TIMEOUT
-    while len(list((out / WORK / "lines").glob("*/[0-9]*.npy"))) < lines_done:
+    while lines_written(out) < lines_done:
         assert started.poll() is None, "the run ended before it could be killed"
         assert time.monotonic() < deadline, "no lines written"
         time.sleep(0.02)
@@ -256,7 +261,7 @@ def test_killed_survey_resumes_to_identical_files(checkpoint, tmp_path):
     killed = started_survey(cube, tmp_path / "resumed", checkpoint, *options)
     os.killpg(killed.pid, signal.SIGKILL)
     killed.wait()
-    done = len(list((tmp_path / "resumed" / WORK / "lines").glob("*/[0-9]*.npy")))
+    done = lines_written(tmp_path / "resumed")
     assert 8 <= done < 30 and not (tmp_path / "resumed" / "summary.json").exists()
     assert not (tmp_path / "resumed" / "probability.sgy").exists()
 
@@ -269,8 +274,8 @@ def test_killed_survey_resumes_to_identical_files(checkpoint, tmp_path):
 
 @pytest.mark.slow
 def test_sigterm_stops_the_survey_after_the_line_in_progress(checkpoint, tmp_path):
-    """Lightning's predict loop only notes a SIGTERM: the survey itself must stop, at once,
-    keeping its lines for the same command (which resumes them, as after a SIGKILL)."""
+    """Lightning's predict loop only notes a SIGTERM: the survey itself must stop after the
+    line in progress, saying so in one line, its lines kept and no final file written."""
     cube, _ = write_cube(tmp_path / "cube.sgy", shape=(16, 14, 120), seed=5)
     stopped = started_survey(cube, tmp_path / "out", checkpoint, "--stride", "25")
     os.killpg(stopped.pid, signal.SIGTERM)
@@ -280,7 +285,7 @@ def test_sigterm_stops_the_survey_after_the_line_in_progress(checkpoint, tmp_pat
         "error: stopped by SIGTERM; the lines predicted so far are kept: "
         "the same command continues from them"
     ], output[-3000:]
-    done = len(list((tmp_path / "out" / WORK / "lines").glob("*/[0-9]*.npy")))
+    done = lines_written(tmp_path / "out")
     assert 8 <= done < 30 and not (tmp_path / "out" / "probability.sgy").exists()
 
 
