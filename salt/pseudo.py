@@ -19,12 +19,19 @@ from salt.core.errors import ConfigError, DataError, SaltError, exit_on_salt_err
 from salt.core.rundir import CHECKPOINT_KINDS, RunDir, checkpoint_files, run_entries
 from salt.data.folds import coverage_classes
 from salt.data.io import TileSet, read_tile_image
-from salt.data.pseudo import VALIDATION_MODES, LabelSet, write_pseudo_folder
+from salt.data.lineage import run_lineage
+from salt.data.pseudo import (
+    ALL_FOLDS,
+    VALIDATION_MODES,
+    Ancestor,
+    LabelSet,
+    leak,
+    provenance_record,
+    write_pseudo_folder,
+)
 from salt.inference.selection import KEPT, Selection, check_policy, select
 from salt.inference.tiles import check_tta, predict_ensemble, resolve_device
 from salt.predict import PRECISIONS
-
-ALL_FOLDS = "all"
 
 
 def tile_folder(root) -> Path:
@@ -62,6 +69,26 @@ def runs_by_fold(runs: list[str], validation: str) -> dict[int | None, list[str]
             )
         groups.setdefault(fold, []).append(entry)
     return dict(sorted(groups.items(), key=lambda item: item[0] or 0))
+
+
+def provenance(fold: int | None, entries: list[str]) -> dict[str, Any]:
+    """The provenance of the label set that `entries` make for training `fold` (None: every
+    fold): the split the labelling runs trained on (None when they differ) and every ancestor.
+    Clean labels that could carry what a net learnt from fold K's tiles into fold K are
+    refused here, before predicting."""
+    lineages = [run_lineage(entry) for entry in entries]
+    splits = {lineage[0].split for lineage in lineages}
+    split = splits.pop() if len(splits) == 1 else None
+    ancestors: list[Ancestor] = list(dict.fromkeys(a for lineage in lineages for a in lineage))
+    if fold is not None:
+        why = leak(ancestors, lineages[0][0].split, fold)
+        if why:
+            raise ConfigError(
+                "pseudo.validation",
+                f"clean labels for fold {fold} cannot be honest: {why}; label fold {fold} with "
+                "runs that never trained on its tiles, or pass pseudo.validation=ensemble",
+            )
+    return provenance_record(split, ancestors)
 
 
 def coverage_summary(masks: np.ndarray) -> str:
@@ -103,6 +130,10 @@ def pseudo_label(cfg: DictConfig) -> Path:
     tta = check_tta(cfg.tta)
     device = resolve_device(cfg.device)
     groups = runs_by_fold(runs, cfg.pseudo.validation)
+    provenances = {
+        ALL_FOLDS if fold is None else str(fold): provenance(fold, entries)
+        for fold, entries in groups.items()
+    }
     folder = tile_folder(cfg.data.root)
     tiles = load_tiles(folder)
     settings = cast(dict[str, Any], OmegaConf.to_container(cfg.pseudo, resolve=True))
@@ -164,6 +195,7 @@ def pseudo_label(cfg: DictConfig) -> Path:
             for fold, entries in groups.items()
             if fold is not None
         },
+        "provenance": provenances,
         "checkpoints": list(cfg.checkpoints),
         "tta": tta,
         "pseudo": settings,

@@ -19,6 +19,7 @@ from salt.data.device_augment import BatchAugment
 from salt.data.device_loader import DeviceTileLoader, tiles_to_tensor
 from salt.data.folds import load_or_make_folds, make_folds
 from salt.data.io import TileSet, load_train
+from salt.data.lineage import split_fingerprint
 from salt.data.pseudo import PseudoFolder
 from salt.data.samplers import MixedSampler, SeededSampler
 
@@ -75,7 +76,8 @@ class TGSDataModule(pl.LightningDataModule):
 
     `pseudo`: a pseudo-label folder (`python -m salt.pseudo`) whose tiles join the training set
     only (never the validation fold, so never the OOF nor `salt.tune`), `pseudo_ratio` pseudo
-    tiles per labelled tile in every batch (`MixedSampler`).
+    tiles per labelled tile in every batch (`MixedSampler`); clean labels only when no net
+    behind them trained on this split's fold (`PseudoFolder.check_honest`).
 
     `on_device`: the train/validation tiles are copied once to the trainer's root device and
     batches are gathered and augmented there (`DeviceTileLoader`, augmented by
@@ -169,7 +171,8 @@ class TGSDataModule(pl.LightningDataModule):
         self.val_tiles = tiles.subset(np.flatnonzero(in_val))
         images, masks = self.train_tiles.images, self.train_tiles.truth
         if self.pseudo is not None:
-            self.pseudo_tiles = self.pseudo.load(self.fold, tiles.ids)
+            split = split_fingerprint(folds["id"], folds["fold"])
+            self.pseudo_tiles = self.pseudo.load(self.fold, tiles.ids, split)
             images = np.concatenate([images, self.pseudo_tiles.images])
             masks = np.concatenate([masks, self.pseudo_tiles.truth])
         self.train_set = TileDataset(images, masks, self.train_transform, **self.tile_options)
