@@ -1,14 +1,19 @@
-"""A pseudo-label folder without a trained run: the test tiles of a generated data root,
-labelled by a brightness threshold, as `salt.pseudo` lays them out."""
+"""Pseudo-labels without training: a pseudo-label folder of the test tiles of a generated data
+root labelled by a brightness threshold, and run directories that salt.pseudo reads as trained
+runs (config.yaml and a tiny checkpoint)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pandas as pd
+import torch
 
-from salt.data.io import load_test
+from salt.core.rundir import RunDir
+from salt.data.folds import load_or_make_folds
+from salt.data.io import load_test, load_train
 from salt.data.pseudo import LabelSet, write_pseudo_folder
+from tests.helpers.tiny_net import write_checkpoint
 
 
 def threshold_labels(data_root: Path, out: Path, made_by: Path) -> Path:
@@ -20,3 +25,46 @@ def threshold_labels(data_root: Path, out: Path, made_by: Path) -> Path:
     manifest = pd.DataFrame({"id": tiles.ids, "labels": "all", "kept": True, "reason": "kept"})
     labels = LabelSet(fold=None, ids=tiles.ids, images=tiles.images, masks=masks)
     return write_pseudo_folder(out, [labels], manifest, info)
+
+
+def fake_run(
+    run: Path,
+    data_root: Path,
+    fold: int,
+    *,
+    salt: bool = False,
+    n_folds: int = 5,
+    fold_seed: int = 42,
+    folds_csv: Path | None | str = "own",
+    pseudo: Path | None = None,
+    finetune_from: Path | None = None,
+) -> Path:
+    """A run directory as salt.train leaves it, as far as salt.pseudo reads one, without
+    training: config.yaml and checkpoints/best.ckpt of a tiny net that predicts salt everywhere
+    (`salt`) or nowhere. `folds_csv="own"`: the run's folds.csv, written from `data_root` as
+    training writes it; a path: that file (written when missing); None: no fold file."""
+    run.mkdir(parents=True, exist_ok=True)
+    if folds_csv == "own":
+        folds_csv = run / "folds.csv"
+    if folds_csv is not None:
+        tiles = load_train(data_root)
+        load_or_make_folds(folds_csv, tiles.ids, tiles.truth, n_folds, fold_seed)
+    data = {
+        "root": str(data_root),
+        "fold": fold,
+        "n_folds": n_folds,
+        "fold_seed": fold_seed,
+        "folds_csv": None if folds_csv is None else str(folds_csv),
+        "pseudo": None if pseudo is None else str(pseudo),
+    }
+    config = {"data": data, "finetune_from": None if finetune_from is None else str(finetune_from)}
+    RunDir(run).write_config(config)
+    checkpoint = write_checkpoint(
+        run / "checkpoints" / "best.ckpt", net_options={"classifier": False}
+    )
+    state = torch.load(checkpoint, weights_only=False)
+    head = "net.segmentation_head.2.0"  # the 1x1 conv to the mask logit: a constant logit
+    state["state_dict"][f"{head}.weight"].zero_()
+    state["state_dict"][f"{head}.bias"].fill_(10.0 if salt else -10.0)
+    torch.save(state, checkpoint)
+    return run

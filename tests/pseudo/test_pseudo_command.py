@@ -15,6 +15,7 @@ from salt import cli
 from salt.core.errors import ConfigError, DataError
 from salt.data.io import load_train, read_mask
 from salt.pseudo import pseudo_label
+from tests.helpers.pseudo import fake_run
 from tests.helpers.runs import compose_config
 
 
@@ -25,25 +26,33 @@ def pseudo_config(run, data_root, out, *overrides: str):
     )
 
 
-def test_clean_labels_come_from_the_runs_of_their_fold(smoke_run, synthetic_root, tmp_path, capsys):
+def test_clean_labels_come_from_the_runs_of_their_fold(synthetic_root, tmp_path, capsys):
+    """Fold 0's run predicts no salt, fold 1's salt everywhere: each fold's labels are its own
+    run's (their mix, or the other's, would fill or empty the other fold's masks)."""
+    runs = tmp_path / "runs"
+    fold0 = fake_run(runs / "fold0", synthetic_root, 0, salt=False)
+    fold1 = fake_run(runs / "fold1", synthetic_root, 1, salt=True)
     out = pseudo_label(
-        pseudo_config(smoke_run, synthetic_root, tmp_path / "labels", "pseudo.select=all")
+        pseudo_config(runs, synthetic_root, tmp_path / "labels", "pseudo.select=all", "tta=[none]")
     )
-    lines = capsys.readouterr().out.splitlines()
-    assert any(
-        line.startswith("pseudo-labels (clean, select=all): fold 0: kept 10 of 10")
-        for line in lines
+    assert capsys.readouterr().out.splitlines()[-2] == (
+        "pseudo-labels (clean, select=all): "
+        "fold 0: kept 10 of 10 tiles (dropped: none; kept masks by coverage: empty 10); "
+        "fold 1: kept 10 of 10 tiles (dropped: none; kept masks by coverage: 90-100% 10)"
     )
     info = json.loads((out / "pseudo.json").read_text())
-    assert info["validation"] == "clean" and info["folds"] == {"0": [str(smoke_run)]}
-    manifest = pd.read_csv(out / "manifest.csv", dtype={"id": str})
-    assert len(manifest) == 10 and set(manifest["labels"]) == {0} and manifest["kept"].all()
-    assert set(manifest["runs"]) == {str(smoke_run)}
-    tiles = load_train(out / "fold_0")  # the Kaggle layout: a data root of its own
+    assert info["validation"] == "clean"
+    assert info["folds"] == {"0": [str(fold0)], "1": [str(fold1)]}
     test_ids = sorted(p.stem for p in (synthetic_root / "test" / "images").glob("*.png"))
-    assert tiles.ids == test_ids
-    coverage = manifest.set_index("id").loc[tiles.ids, "coverage"].to_numpy()
-    assert tiles.truth.reshape(10, -1).mean(1) == pytest.approx(coverage, abs=1e-4)
+    for fold, salt in ((0, 0), (1, 1)):
+        tiles = load_train(out / f"fold_{fold}")  # the Kaggle layout: a data root of its own
+        assert tiles.ids == test_ids and (tiles.truth == salt).all()
+    manifest = pd.read_csv(out / "manifest.csv", dtype={"id": str, "labels": str})
+    assert len(manifest) == 20 and manifest["kept"].all()
+    runs_of = manifest.groupby("labels")["runs"].unique().to_dict()
+    assert {k: list(v) for k, v in runs_of.items()} == {"0": [str(fold0)], "1": [str(fold1)]}
+    coverage = manifest.set_index(["labels", "id"])["coverage"]
+    assert (coverage["0"] == 0).all() and (coverage["1"] == 1).all()
     assert not (out / "train.csv").exists()
 
 
