@@ -4,6 +4,9 @@ runs (config.yaml and a tiny checkpoint)."""
 
 from __future__ import annotations
 
+import functools
+import io
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -25,6 +28,21 @@ def threshold_labels(data_root: Path, out: Path, made_by: Path) -> Path:
     manifest = pd.DataFrame({"id": tiles.ids, "labels": "all", "kept": True, "reason": "kept"})
     labels = LabelSet(fold=None, ids=tiles.ids, images=tiles.images, masks=masks)
     return write_pseudo_folder(out, [labels], manifest, info)
+
+
+@functools.cache
+def constant_checkpoint(salt: bool) -> bytes:
+    """The bytes of a tiny net's checkpoint that predicts salt everywhere (`salt`) or nowhere
+    (made once: building a net takes a while)."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = write_checkpoint(Path(folder) / "net.ckpt", net_options={"classifier": False})
+        state = torch.load(path, weights_only=False)
+    head = "net.segmentation_head.2.0"  # the 1x1 conv to the mask logit: a constant logit
+    state["state_dict"][f"{head}.weight"].zero_()
+    state["state_dict"][f"{head}.bias"].fill_(10.0 if salt else -10.0)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
 
 
 def fake_run(
@@ -59,12 +77,7 @@ def fake_run(
     }
     config = {"data": data, "finetune_from": None if finetune_from is None else str(finetune_from)}
     RunDir(run).write_config(config)
-    checkpoint = write_checkpoint(
-        run / "checkpoints" / "best.ckpt", net_options={"classifier": False}
-    )
-    state = torch.load(checkpoint, weights_only=False)
-    head = "net.segmentation_head.2.0"  # the 1x1 conv to the mask logit: a constant logit
-    state["state_dict"][f"{head}.weight"].zero_()
-    state["state_dict"][f"{head}.bias"].fill_(10.0 if salt else -10.0)
-    torch.save(state, checkpoint)
+    checkpoint = run / "checkpoints" / "best.ckpt"
+    checkpoint.parent.mkdir(exist_ok=True)
+    checkpoint.write_bytes(constant_checkpoint(salt))
     return run
