@@ -13,7 +13,9 @@ from hydra.utils import instantiate
 from omegaconf import open_dict
 
 import salt.predict
+import salt.training.machine
 import salt.tune
+from salt.core.cpu import cpu_has_bf16
 from salt.core.errors import exit_on_salt_error
 from salt.train import check_settings, train
 from tests.helpers.runs import compose_config, run_module
@@ -23,6 +25,10 @@ HYDRA_FILES = {".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml
 NO_GPU_NOTE = (
     "warning: no CUDA GPU found: training on the CPU at 32-bit precision "
     "(trainer.precision=32-true, not bf16-mixed; trainer=cpu chooses this without this note)"
+)
+NO_GPU_BF16_NOTE = (
+    "warning: no CUDA GPU found: training on the CPU at bf16 autocast (this CPU has bf16 "
+    "units; trainer=cpu chooses this without this note)"
 )
 needs_no_gpu = pytest.mark.skipif(
     torch.cuda.is_available(), reason="what a machine without a CUDA GPU does"
@@ -120,18 +126,24 @@ def test_synthetic_data_is_not_generated_into_a_folder_holding_other_files(tmp_p
 # ---------------------------------------------------------------- a GPU experiment, no GPU
 
 
-def test_a_gpu_experiment_on_a_machine_without_a_gpu_trains_on_the_cpu_at_32_bit(
-    capsys, monkeypatch, tmp_path
+@pytest.mark.parametrize(
+    ("has_bf16", "precision", "note"),
+    [(False, "32-true", NO_GPU_NOTE), (True, "bf16-mixed", NO_GPU_BF16_NOTE)],
+    ids=["cpu-without-bf16", "cpu-with-bf16"],
+)
+def test_a_gpu_experiment_on_a_machine_without_a_gpu_trains_on_the_cpu(
+    capsys, monkeypatch, tmp_path, has_bf16, precision, note
 ):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(salt.training.machine, "cpu_has_bf16", lambda: has_bf16)
     cfg = compose_config("train", ["experiment=resnet34", "model.encoder_weights=null"])
     assert (cfg.trainer.accelerator, cfg.trainer.precision) == ("auto", "bf16-mixed")
     check_settings(cfg)
-    assert (cfg.trainer.accelerator, cfg.trainer.precision) == ("cpu", "32-true")
-    assert capsys.readouterr().err.strip().splitlines() == [NO_GPU_NOTE]
+    assert (cfg.trainer.accelerator, cfg.trainer.precision) == ("cpu", precision)
+    assert capsys.readouterr().err.strip().splitlines() == [note]
     trainer = instantiate(cfg.trainer, default_root_dir=str(tmp_path), logger=False)
     assert trainer.strategy.root_device == torch.device("cpu")
-    assert trainer.precision == "32-true"
+    assert trainer.precision == precision
 
     # with a GPU the same config keeps its GPU settings (Lightning's auto picks the GPU)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -185,10 +197,25 @@ def test_the_resnet34_experiment_runs_on_a_machine_without_a_gpu(synthetic_root,
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stderr.splitlines()[0] == NO_GPU_NOTE
+    precision, note = (
+        ("bf16-mixed", NO_GPU_BF16_NOTE) if cpu_has_bf16() else ("32-true", NO_GPU_NOTE)
+    )
+    assert result.stderr.splitlines()[0] == note
     config = (run / "config.yaml").read_text()
-    assert "accelerator: cpu" in config and "precision: 32-true" in config
+    assert "accelerator: cpu" in config and f"precision: {precision}" in config
     assert (run / "metrics.json").is_file()
+
+
+@pytest.mark.parametrize("experiment", ["smoke", "demo", "cpu", "resnet34_cpu"])
+def test_the_cpu_experiments_train_at_bf16_where_the_cpu_has_bf16_units(experiment, capsys):
+    cfg = compose_config("train", [f"experiment={experiment}", "model.encoder_weights=null"])
+    check_settings(cfg)
+    assert cfg.trainer.precision == ("bf16-mixed" if cpu_has_bf16() else "32-true")
+    forced = compose_config("train", [f"experiment={experiment}", "trainer.precision=32-true"])
+    check_settings(forced)
+    assert forced.trainer.precision == "32-true"
+    err = capsys.readouterr().err
+    assert ("no bf16 units" in err) != cpu_has_bf16()
 
 
 # ---------------------------------------------------------------- train, the other keys

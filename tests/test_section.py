@@ -133,8 +133,8 @@ def test_one_tile_section_is_the_single_tile_prediction(tiny_run, tmp_path):
     image, _ = make_section(101, 101, seed=4)
     cv2.imwrite(str(tmp_path / "tile.png"), image)
     tta = ["none", "hflip"]
-    summary = section_cli.predict_section(
-        tmp_path / "tile.png", [tiny_run], tmp_path / "out", tta=tta
+    summary = section_cli.predict_section(  # float32: bf16 would blur what stitching adds
+        tmp_path / "tile.png", [tiny_run], tmp_path / "out", tta=tta, precision="32-true"
     )
     assert summary["tiles"] == 1
     stitched = np.load(tmp_path / "out" / "probability.npy")

@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from salt.core.checks import choices
+from salt.core.cpu import cpu_has_bf16
 from salt.core.errors import ConfigError
 from salt.data.dataset import TileDataset
 from salt.data.padding import crop_tile, pad_tiles
@@ -79,8 +80,12 @@ def resolve_device(name: str, key: str = "device") -> str:
 
 
 def autocast_for(device: torch.device, precision: str | None):
+    """The autocast that `precision` means on `device`: bf16 or float16 on a GPU; on the CPU
+    bf16 where the CPU has bf16 units (else float32: emulated bf16 is slower), never float16."""
     dtype = {"bf16": torch.bfloat16, "16": torch.float16}.get((precision or "").split("-")[0])
-    if dtype is None or device.type == "cpu":
+    if device.type == "cpu" and (dtype is not torch.bfloat16 or not cpu_has_bf16()):
+        return nullcontext()
+    if dtype is None:
         return nullcontext()
     return torch.autocast(device.type, dtype=dtype)
 

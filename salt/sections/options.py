@@ -28,7 +28,11 @@ def add_prediction_arguments(parser: argparse.ArgumentParser) -> None:
         "--checkpoints", nargs="+", default=["auto"], choices=CHECKPOINT_KINDS, metavar="KIND"
     )
     parser.add_argument("--batch-size", type=int, default=64, help="tiles per forward pass")
-    parser.add_argument("--precision", default="bf16-mixed", help="autocast on a GPU")
+    parser.add_argument(
+        "--precision",
+        default="bf16-mixed",
+        help="autocast: bf16-mixed (a GPU, or a CPU with bf16 units), 16-mixed (a GPU), 32-true",
+    )
     parser.add_argument(
         "--clip-percentile",
         type=float,

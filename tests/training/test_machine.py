@@ -15,12 +15,49 @@ def trainer(**settings):
     )
 
 
-def test_gpu_precision_with_auto_falls_back_to_the_cpu_at_32_bit_without_a_gpu():
-    settings = trainer(precision="bf16-mixed")
-    note = fit_trainer_to_machine(settings, cuda_devices=0)
+@pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed", "bf16-true"])
+def test_gpu_precision_with_auto_falls_back_to_the_cpu_at_32_bit_without_a_gpu_or_bf16(precision):
+    settings = trainer(precision=precision)
+    note = fit_trainer_to_machine(settings, cuda_devices=0, cpu_bf16=False)
     assert (settings.accelerator, settings.precision) == ("cpu", "32-true")
     assert note is not None and note.startswith("no CUDA GPU found: training on the CPU")
-    assert "\n" not in note
+    assert "32-bit precision" in note and "\n" not in note
+
+
+def test_bf16_with_auto_without_a_gpu_trains_on_the_cpu_at_bf16_where_it_has_bf16_units():
+    settings = trainer(precision="bf16-mixed")
+    note = fit_trainer_to_machine(settings, cuda_devices=0, cpu_bf16=True)
+    assert (settings.accelerator, settings.precision) == ("cpu", "bf16-mixed")
+    assert note == (
+        "no CUDA GPU found: training on the CPU at bf16 autocast (this CPU has bf16 units; "
+        "trainer=cpu chooses this without this note)"
+    )
+
+
+@pytest.mark.parametrize("precision", ["bf16-mixed", "bf16"])
+def test_the_cpu_trainer_keeps_bf16_where_the_cpu_has_bf16_units(precision):
+    settings = trainer(accelerator="cpu", precision=precision)
+    assert fit_trainer_to_machine(settings, cuda_devices=0, cpu_bf16=True) is None
+    assert (settings.accelerator, settings.precision) == ("cpu", "bf16-mixed")
+
+
+@pytest.mark.parametrize("cuda_devices", [0, 1])
+def test_the_cpu_trainer_falls_back_to_32_bit_with_a_note_on_a_cpu_without_bf16(cuda_devices):
+    settings = trainer(accelerator="cpu", precision="bf16-mixed")
+    note = fit_trainer_to_machine(settings, cuda_devices=cuda_devices, cpu_bf16=False)
+    assert (settings.accelerator, settings.precision) == ("cpu", "32-true")
+    assert note == (
+        "this CPU has no bf16 units (oneDNN reports none): training at 32-bit precision "
+        "(trainer.precision=32-true, not bf16-mixed; pass trainer.precision=32-true to choose "
+        "this without this note)"
+    )
+
+
+@pytest.mark.parametrize("cpu_bf16", [True, False])
+def test_32_bit_asked_for_stays_32_bit(cpu_bf16):
+    settings = trainer(accelerator="cpu", precision="32-true")
+    assert fit_trainer_to_machine(settings, cuda_devices=0, cpu_bf16=cpu_bf16) is None
+    assert settings.precision == "32-true"
 
 
 @pytest.mark.parametrize(
@@ -41,12 +78,13 @@ def test_a_machine_with_gpus_keeps_the_gpu_settings(settings):
     "settings",
     [
         {},  # the default trainer: auto at 32-true
-        {"accelerator": "cpu", "precision": "bf16-mixed"},  # bf16 on the CPU, asked for
+        {"accelerator": "cpu", "precision": "bf16-mixed"},  # bf16 on a CPU with bf16 units
+        {"accelerator": "cpu", "precision": "16-mixed"},  # asked for on the CPU: Lightning's
     ],
 )
 def test_cpu_settings_stay_as_they_are(settings):
     config = trainer(**settings)
-    assert fit_trainer_to_machine(config, cuda_devices=0) is None
+    assert fit_trainer_to_machine(config, cuda_devices=0, cpu_bf16=True) is None
     assert config == trainer(**settings)
 
 
