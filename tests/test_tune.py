@@ -11,7 +11,7 @@ import pytest
 
 from salt.core.errors import SaltError
 from salt.inference.postprocess import PostProcess
-from salt.tune import load_out_of_fold, tune
+from salt.inference.tuning import load_out_of_fold, tune
 from tests.helpers.runs import compose_config, run_module
 
 SIZE = 101
@@ -196,7 +196,7 @@ def test_a_multirun_folder_or_a_glob_tunes_every_fold_inside(tmp_path, capsys):
 
 def test_the_submission_message_counts_the_runs_of_a_multirun_folder(tmp_path):
     from salt.inference.submission import submission_message
-    from salt.tune import save_tuned
+    from salt.inference.tuning import save_tuned
 
     multirun = tmp_path / "multirun"
     folds = [write_run(multirun / f"{k}_fold{k}", [f"a{k}"]) for k in range(2)]
