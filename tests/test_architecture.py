@@ -12,13 +12,14 @@
     salt.core        nothing of salt
 
 No package (salt.bench included) imports a command module, and no two modules import each other,
-directly or round a longer cycle, at the top or inside a function. docs/architecture.md draws the
-same rules.
+directly or round a longer cycle, at the top or inside a function. Lightning's private names are
+named in salt/training/lightning_private.py alone. docs/architecture.md draws the same rules.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -51,6 +52,8 @@ FORBIDDEN: dict[str, dict[str, str]] = {
         "salt.data.datamodule": "the LightningDataModule: inference runs without Lightning",
     },
 }
+LIGHTNING = ("pytorch_lightning", "lightning_fabric", "lightning", "torchmetrics")
+LIGHTNING_PRIVATE = "salt/training/lightning_private.py"
 COMMANDS = sorted(p.stem for p in SALT.glob("*.py") if p.stem not in ("__init__", "__main__"))
 
 
@@ -179,6 +182,56 @@ def cycles(repo: Path = REPO_ROOT) -> list[str]:
     ]
 
 
+def lightning_private_names(repo: Path = REPO_ROOT) -> set[str]:
+    """The private Lightning names lightning_private relies on: its strings like "_name"."""
+    tree = ast.parse((repo / LIGHTNING_PRIVATE).read_text())
+    return {
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and re.fullmatch(r"_[a-z]\w*", node.value)
+    }
+
+
+def private_lightning_module(name: str) -> bool:
+    """Whether a dotted name is in Lightning and private: pytorch_lightning.loops._loop."""
+    top, *rest = name.split(".")
+    return top in LIGHTNING and any(part.startswith("_") for part in rest)
+
+
+def private_lightning_uses(repo: Path = REPO_ROOT, names: set[str] | None = None) -> list[str]:
+    """One line per place outside lightning_private that names a private Lightning name (an
+    attribute, a method defined, a string, as getattr takes it) or imports a `_` name or module
+    of Lightning."""
+    names = lightning_private_names(repo) if names is None else names
+    found: list[tuple[str, int, str]] = []
+    for path in sorted((repo / "salt").rglob("*.py")):
+        where = path.relative_to(repo)
+        if str(where) == LIGHTNING_PRIVATE:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            used = None
+            if isinstance(node, ast.Attribute):
+                used = node.attr if node.attr in names else None
+            elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                used = node.name if node.name in names else None
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                used = node.value if node.value in names else None
+            elif isinstance(node, ast.Import | ast.ImportFrom):
+                if isinstance(node, ast.Import):
+                    full = [alias.name for alias in node.names]
+                else:
+                    full = [f"{node.module}.{alias.name}" for alias in node.names]
+                used = next((n for n in full if private_lightning_module(n)), None)
+            if used is not None:
+                found.append((str(where), node.lineno, used))
+    return [
+        f"{where}:{line}: {used} is Lightning's private name (only {LIGHTNING_PRIVATE} may name one)"
+        for where, line, used in sorted(found)
+    ]
+
+
 def test_imports_point_the_allowed_way():
     problems = violations()
     assert not problems, "imports against the layout rules:\n" + "\n".join(problems)
@@ -197,6 +250,36 @@ def test_an_import_cycle_names_its_modules_and_imports(tmp_path):
     assert cycles(tmp_path) == [
         "salt.data.a, salt.data.b import each other: salt/data/a.py:1 salt.data.a imports "
         "salt.data.b; salt/data/b.py:2 salt.data.b imports salt.data.a"
+    ]
+
+
+def test_only_lightning_private_names_lightnings_private_names():
+    assert {"_broadcast_sigterm_tensor", "_save_topk_checkpoint", "_trainer"} <= (
+        lightning_private_names()
+    )
+    problems = private_lightning_uses()
+    assert not problems, "private Lightning names:\n" + "\n".join(problems)
+
+
+def test_a_private_lightning_name_outside_lightning_private_is_named(tmp_path):
+    (tmp_path / "salt" / "training").mkdir(parents=True)
+    (tmp_path / LIGHTNING_PRIVATE).write_text('NAMES = ("_broadcast_sigterm_tensor", "_fs")\n')
+    (tmp_path / "salt" / "training" / "a.py").write_text(
+        "from pytorch_lightning.loops import _TrainingEpochLoop\n"
+        "import pytorch_lightning.loops._loop\n"
+        "loop._broadcast_sigterm_tensor = f\n"
+        "getattr(writer, '_fs')\n"
+        "self._own = pytorch_lightning.loops.fit_loop\n"
+    )
+    assert private_lightning_uses(tmp_path) == [
+        f"salt/training/a.py:{line}: {name} is Lightning's private name "
+        f"(only {LIGHTNING_PRIVATE} may name one)"
+        for line, name in [
+            (1, "pytorch_lightning.loops._TrainingEpochLoop"),
+            (2, "pytorch_lightning.loops._loop"),
+            (3, "_broadcast_sigterm_tensor"),
+            (4, "_fs"),
+        ]
     ]
 
 
