@@ -24,7 +24,6 @@ import io
 import re
 import shlex
 import shutil
-import subprocess
 from pathlib import Path
 from unittest import mock
 
@@ -36,8 +35,9 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from salt.core.config import CONFIG_DIR, HYDRA_COMMANDS
 from salt.data.synthetic import generate
+from tests.helpers.commands import make_python_runs
 from tests.helpers.runs import REPO_ROOT, load_script
-from tests.test_readme import readme_commands, stamp
+from tests.test_readme import readme_commands
 
 DOCUMENTS = (
     "RELIABILITY.md",
@@ -226,18 +226,7 @@ def invocations(command: str) -> list[tuple[str, list[str]]]:
     if words[0] == "time":
         words = words[1:]
     if words[0] == "make":
-        dry = subprocess.run(
-            ["make", "-n", "-o", stamp(), f"VENV={REPO_ROOT / '.venv'}", *words[1:]],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-        )
-        assert dry.returncode == 0, f"{command}: {dry.stderr.strip()}"
-        runs = [
-            shlex.split(line)[1:]
-            for line in dry.stdout.splitlines()
-            if re.match(r"(\S*/)?python3? ", line)
-        ]
+        runs = make_python_runs(words[1:])
         return [call for run in runs for call in invocations(shlex.join(["python", *run]))]
     if words[0] == "torchrun":
         words = ["python", *words[words.index("-m") :]]
