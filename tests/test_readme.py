@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import re
 import shlex
-import subprocess
 
 import pandas as pd
 import pytest
 
 from salt.data.synthetic import generate
-from tests.helpers.commands import run_commands
+from tests.helpers.commands import make_python_runs, run_commands
 from tests.helpers.runs import REPO_ROOT
 
 # command (its start) -> why it does not run here
@@ -76,26 +75,12 @@ def excused(command: str) -> str | None:
     return next((why for start, why in NOT_RUN.items() if command.startswith(start)), None)
 
 
-def stamp() -> str:
-    """The install stamp make would rebuild (.venv older than pyproject.toml): kept as it is."""
-    found = sorted((REPO_ROOT / ".venv").glob(".installed-torch-*"))
-    return str(found[0] if found else REPO_ROOT / ".venv" / ".installed-torch-cuda")
-
-
 def as_run(command: str, index: int) -> list[list[str]]:
     """`[module, *args]` of each salt command `command` stands for (a make target: the ones it
     runs, from `make -n`), with the small overrides appended."""
     words = shlex.split(command)
     if words[0] == "make":
-        dry = subprocess.run(
-            ["make", "-n", "-o", stamp(), f"VENV={REPO_ROOT / '.venv'}", *words[1:]],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        lines = [shlex.split(line) for line in dry.stdout.splitlines()]
-        runs = [line[1:] for line in lines if line and line[0].endswith("/python")]
+        runs = make_python_runs(words[1:])
         return [run for words in runs for run in as_run(shlex.join(["python", *words]), index)]
     assert words[:2] == ["python", "-m"], f"not a salt command: {command}"
     module, args = words[2], words[3:]

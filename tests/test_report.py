@@ -5,8 +5,8 @@ import shutil
 
 import pandas as pd
 
+from salt.inference.tuning import load_out_of_fold, save_tuned, tune
 from salt.report import main
-from salt.tune import load_out_of_fold, save_tuned, tune
 from tests.helpers.runs import compose_config, run_main
 
 

@@ -44,7 +44,7 @@ from salt.core.rundir import RunDir
 from salt.data.folds import make_folds
 from salt.data.io import load_train
 from salt.data.pseudo import INFO
-from salt.tune import tune
+from salt.inference.tuning import tune
 
 ARMS = ("labelled", "pseudo", "upper")
 RECIPE = (

@@ -32,7 +32,7 @@ from omegaconf import OmegaConf
 from salt.core.config import CONFIG_DIR
 from salt.core.files import write_json
 from salt.core.rundir import RunDir
-from salt.tune import tune
+from salt.inference.tuning import tune
 
 DEFAULT_ARMS = ["bare", "cpu=experiment=cpu"]
 

@@ -29,8 +29,8 @@ from salt.core.errors import SaltError, exit_on_salt_error
 from salt.core.files import write_json
 from salt.core.rundir import RunDir
 from salt.inference.tiles import check_tta, predict_tiles
+from salt.inference.tuning import tune
 from salt.models.checkpoints import load_net, net_weights, read_checkpoint
-from salt.tune import tune
 
 
 def average_weights(snapshots: list[Path]) -> dict[str, torch.Tensor]:

@@ -36,15 +36,17 @@ from salt.core.files import atomic_path, write_text
 from salt.data.io import write_png
 from salt.data.padding import TILE
 from salt.data.rle import rle_encode
+from salt.data.synthetic_cube import write_cube
+from salt.data.synthetic_seismic import (
+    BOUNDARY_GAIN,
+    INTERIOR_STD,
+    NOISE_STD,
+    random_wavelet,
+    reflectivity_series,
+)
 
 EMPTY_FRACTION = 0.39
 BLANK_FRACTION = 0.015
-
-
-def ricker(frequency: float, half_width: int = 12) -> np.ndarray:
-    t = np.arange(-half_width, half_width + 1, dtype=np.float32)
-    a = (np.pi * frequency * t) ** 2
-    return ((1 - 2 * a) * np.exp(-a)).astype(np.float32)
 
 
 def smooth_noise(rng: np.random.Generator, shape: tuple[int, int], cells: int) -> np.ndarray:
@@ -63,9 +65,7 @@ def layered_reflectivity(rng: np.random.Generator, shape: tuple[int, int]) -> np
     """Layer-boundary reflectivity, folded and dipped by a displacement that varies with x."""
     height, width = shape
     margin = height
-    series = np.zeros(height + 2 * margin, dtype=np.float32)
-    boundaries = rng.random(len(series)) < rng.uniform(0.08, 0.25)
-    series[boundaries] = rng.normal(0, 1, boundaries.sum())
+    series = reflectivity_series(rng, height + 2 * margin)
     x = np.arange(width, dtype=np.float32)
     shift = rng.uniform(-0.4, 0.4) * x  # dip
     for _ in range(rng.integers(1, 4)):  # folds
@@ -102,17 +102,17 @@ def seismic_amplitude(
 ) -> np.ndarray:
     """Zero-mean seismic amplitudes (float32, unit std) with salt where `mask` is 1."""
     salt = mask.astype(np.float32)
-    interior = rng.normal(0, 0.25, reflectivity.shape).astype(np.float32)
+    interior = rng.normal(0, INTERIOR_STD, reflectivity.shape).astype(np.float32)
     boundary = cv2.morphologyEx(mask, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)).astype(
         np.float32
     )
-    field = reflectivity * (1 - salt) + interior * salt + boundary * rng.uniform(1.5, 3.0)
-    wavelet = ricker(rng.uniform(0.05, 0.12))
+    field = reflectivity * (1 - salt) + interior * salt + boundary * rng.uniform(*BOUNDARY_GAIN)
+    wavelet = random_wavelet(rng)
     amplitude = np.asarray(
         cv2.filter2D(field, -1, wavelet[:, None], borderType=cv2.BORDER_REFLECT_101),
         dtype=np.float32,
     )
-    amplitude += np.asarray(rng.normal(0, 0.08, amplitude.shape), dtype=np.float32)
+    amplitude += np.asarray(rng.normal(0, NOISE_STD, amplitude.shape), dtype=np.float32)
     amplitude /= amplitude.std() + 1e-6
     return amplitude
 
@@ -324,8 +324,6 @@ def add_cube_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def write_cube_from(args: argparse.Namespace) -> None:
-    from salt.data.synthetic_cube import write_cube  # imports this module
-
     segy, mask = write_cube(
         args.out_dir,
         args.cube,

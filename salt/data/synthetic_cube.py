@@ -35,7 +35,13 @@ import cv2
 import numpy as np
 
 from salt.core.files import atomic_path
-from salt.data.synthetic import ricker
+from salt.data.synthetic_seismic import (
+    BOUNDARY_GAIN,
+    INTERIOR_STD,
+    NOISE_STD,
+    random_wavelet,
+    reflectivity_series,
+)
 
 Shape3 = tuple[int, int, int]
 
@@ -45,8 +51,6 @@ STD_INLINES = 8  # inlines the amplitude std is estimated on
 NOISE_COMPONENTS = 6  # plane waves in the smooth 3-D noise that roughens the bodies
 NOISE_STRENGTH = 0.3
 BODY_SPACING = 0.5  # body units between bodies' centres, where it can be had
-INTERIOR_STD = 0.25  # salt's chaotic interior, as in salt.data.synthetic.seismic_amplitude
-NOISE_STD = 0.08  # additive noise, as there
 FIRST_INLINE = 100  # line numbers of generated cubes (not 0 or 1: numbers are not indices)
 FIRST_CROSSLINE = 300
 SURVEY_ORIGIN_M = (500_000.0, 6_500_000.0)  # easting, northing of the first trace
@@ -306,9 +310,7 @@ def random_layers(rng: np.random.Generator, shape: Shape3) -> Layers:
     )
     reach = abs(dips[0]) * inlines + abs(dips[1]) * crosslines + folds[:, 0].sum()
     margin = int(math.ceil(reach)) + 2
-    series = np.zeros(samples + 2 * margin, dtype=np.float32)
-    boundaries = rng.random(len(series)) < rng.uniform(0.08, 0.25)
-    series[boundaries] = rng.normal(0, 1, boundaries.sum())
+    series = reflectivity_series(rng, samples + 2 * margin)
     return Layers(series, margin, dips, folds)
 
 
@@ -376,8 +378,8 @@ def cube_model(shape: Shape3, seed: int = 0) -> CubeModel:
     coverage = float(rng.uniform(*COVERAGE_RANGE))
     extent = np.asarray(shape, dtype=np.float64) / body_scale(shape)
     bodies = calibrated(random_bodies(rng, extent), shape, coverage)
-    wavelet = ricker(float(rng.uniform(0.05, 0.12)))
-    model = CubeModel(shape, seed, layers, bodies, wavelet, float(rng.uniform(1.5, 3.0)))
+    wavelet = random_wavelet(rng)
+    model = CubeModel(shape, seed, layers, bodies, wavelet, float(rng.uniform(*BOUNDARY_GAIN)))
     return _with_amplitude_std(model)
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, NamedTuple
 
-from pytorch_lightning.callbacks import Timer
 from pytorch_lightning.utilities import rank_zero_info
 
 from salt.training.distributed import broadcast
+from salt.training.lightning_private import TimerBase
 
 # how often the budget is read: one broadcast every this many optimizer steps under DDP
 CHECK_EVERY_N_STEPS = 10
@@ -22,7 +22,7 @@ class BudgetReading(NamedTuple):
     left: float  # the budget's seconds left then (negative once over)
 
 
-class SharedClockTimer(Timer):
+class SharedClockTimer(TimerBase):
     """Lightning's Timer (`trainer.max_time`), read on rank 0's clock: under DDP every
     `check_every_n_steps` optimizer steps and at every epoch end, in one process at every step.
 
@@ -43,19 +43,20 @@ class SharedClockTimer(Timer):
 
     def on_train_batch_end(self, trainer, *args: Any, **kwargs: Any) -> None:
         every = self.check_every_n_steps if trainer.world_size > 1 else 1
-        if self._duration is None or trainer.global_step % every:
+        if self.duration is None or trainer.global_step % every:
             return
-        self._check_time_remaining(trainer)
+        self.check_time_remaining(trainer)
 
     def on_train_epoch_end(self, trainer, *args: Any, **kwargs: Any) -> None:
-        if self._duration is not None:  # an epoch of slow steps overshoots by less than an epoch
-            self._check_time_remaining(trainer)
+        if self.duration is not None:  # an epoch of slow steps overshoots by less than an epoch
+            self.check_time_remaining(trainer)
 
-    def _check_time_remaining(self, trainer) -> None:
-        assert self._duration is not None  # checked by the callers
+    def check_time_remaining(self, trainer) -> None:
+        duration = self.duration
+        assert duration is not None  # checked by the callers (Lightning's on_fit_start too)
         elapsed = float(broadcast(trainer, self.time_elapsed()))
-        self.reading = BudgetReading(trainer.global_step, elapsed, self._duration - elapsed)
-        if elapsed >= self._duration:
+        self.reading = BudgetReading(trainer.global_step, elapsed, duration - elapsed)
+        if elapsed >= duration:
             trainer.should_stop = True
-            if self._verbose:
+            if self.verbose:
                 rank_zero_info(f"Time limit reached after {timedelta(seconds=round(elapsed))}.")

@@ -8,12 +8,13 @@ from typing import Any, cast
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from pytorch_lightning.callbacks import Callback
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, update_bn
 
 from salt.models.checkpoints import weights_loaded
 from salt.training.distributed import broadcast
+from salt.training.lightning_private import ModelCheckpointBase
 from salt.training.schedules import cosine_cycles
 
 # a run stopped (by its time budget) this far into its last cycle counts that cycle as ended
@@ -196,7 +197,7 @@ class CycleSWA(CycleEndCallback):
                 self.average.load_state_dict(state_dict["average"])
 
 
-class LastCheckpoint(ModelCheckpoint):
+class LastCheckpoint(ModelCheckpointBase):
     """`dirpath/filename.ckpt`: the whole training state, what `resume=RUN_DIR` continues from,
     written when validation ends (the moment Lightning resumes exactly from), at most once every
     `min_interval_seconds` of rank 0's clock, and once more when training ends if the last write
@@ -231,12 +232,12 @@ class LastCheckpoint(ModelCheckpoint):
         return bool(broadcast(trainer, due)) if self.min_interval_seconds > 0 else True
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._should_skip_saving_checkpoint(trainer) or not self._due(trainer):
+        if self.skips_saving(trainer) or not self._due(trainer):
             return
         super().on_validation_end(trainer, pl_module)
         self._written_at = time.monotonic()
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_train_end(trainer, pl_module)
-        if self._written_at is not None and not self._should_skip_saving_checkpoint(trainer):
-            self._save_topk_checkpoint(trainer, self._monitor_candidates(trainer))
+        if self._written_at is not None and not self.skips_saving(trainer):
+            self.save_now(trainer)

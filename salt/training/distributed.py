@@ -51,21 +51,3 @@ def check_launch_mode(trainer_config, multirun: bool) -> None:
             "(python -m salt.train data.fold=K trainer=ddp ...), or keep -m and add "
             "hydra/launcher=parallel (each job its own command)",
         )
-
-
-def check_sigterm_every(trainer, every_n_steps: int) -> None:
-    """Lightning (2.6) broadcasts rank 0's SIGTERM flag before every training step under DDP, and
-    reads it back: a collective and a host sync each step. Make it every `every_n_steps` optimizer
-    steps (the same steps on every rank): a SIGTERM (a preempted SLURM job) then stops every rank
-    together within that many steps. Nothing changes where Lightning has no such broadcast."""
-    loop = trainer.fit_loop.epoch_loop
-    broadcast_flag = getattr(loop, "_broadcast_sigterm_tensor", None)
-    if broadcast_flag is None or getattr(broadcast_flag, "every_n_steps", None):
-        return
-
-    def every_few_steps() -> None:
-        if trainer.global_step % every_n_steps == 0:
-            broadcast_flag()
-
-    every_few_steps.every_n_steps = every_n_steps  # type: ignore[attr-defined]
-    loop._broadcast_sigterm_tensor = every_few_steps

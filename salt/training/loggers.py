@@ -9,31 +9,24 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
-from pytorch_lightning.loggers.csv_logs import ExperimentWriter
-from pytorch_lightning.loggers.logger import rank_zero_experiment
+from pytorch_lightning.loggers import Logger, TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
 
+from salt.training.lightning_private import CSVLoggerBase, ExperimentWriterBase
 
-class _AppendingWriter(ExperimentWriter):
-    def _check_log_dir_exists(self) -> None:
+
+class AppendingWriter(ExperimentWriterBase):
+    def check_log_dir(self) -> None:
         # Lightning deletes an existing metrics.csv here; keep it and continue with its columns
-        if self._fs.isfile(self.metrics_file_path):
-            with self._fs.open(self.metrics_file_path, "r", newline="") as handle:
+        if self.filesystem.isfile(self.metrics_file_path):
+            with self.filesystem.open(self.metrics_file_path, "r", newline="") as handle:
                 self.metrics_keys = list(csv.DictReader(handle).fieldnames or [])
 
 
-class AppendingCSVLogger(CSVLogger):
+class AppendingCSVLogger(CSVLoggerBase):
     """`CSVLogger` whose `metrics.csv` is appended to when it exists (see `salt.training.resume`)."""
 
-    @property
-    @rank_zero_experiment
-    def experiment(self) -> ExperimentWriter:
-        if self._experiment is None:
-            self._fs.makedirs(self.root_dir, exist_ok=True)
-            self._experiment = _AppendingWriter(log_dir=self.log_dir)
-        assert isinstance(self._experiment, ExperimentWriter)
-        return self._experiment
+    writer_class = AppendingWriter
 
 
 # the validation metrics TensorBoard's HPARAMS tab shows beside each run's settings

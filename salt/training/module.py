@@ -19,7 +19,7 @@ from salt.core.metrics import TGSScore, TGSScoreSweep
 from salt.data.padding import crop_tile
 from salt.training.budget import CHECK_EVERY_N_STEPS, SharedClockTimer
 from salt.training.compile import CompiledOrEager, compile_options
-from salt.training.distributed import check_sigterm_every
+from salt.training.lightning_private import attached_trainer, check_sigterm_every
 from salt.training.schedules import cosine_cycles
 
 # steps before a time-budgeted schedule is planned from the measured rate
@@ -166,7 +166,7 @@ class SaltModule(pl.LightningModule):
         """Raise NonFiniteLossError if a loss so far was NaN or infinite, here or on any rank."""
         first = self._nonfinite.first()
         stop = first is not None
-        if self._trainer is not None and self.trainer.world_size > 1:
+        if attached_trainer(self) is not None and self.trainer.world_size > 1:
             # every rank stops together, or the others would wait for it in the gradient sync
             stop = self.trainer.strategy.reduce_boolean_decision(stop, all=False)
         if not stop:
@@ -184,7 +184,7 @@ class SaltModule(pl.LightningModule):
         # masks than an uninterrupted one.
         states = rng_states()
         checkpoint["salt_rng_states"] = states
-        if self._trainer is not None and self.trainer.world_size > 1:
+        if attached_trainer(self) is not None and self.trainer.world_size > 1:
             # every rank's, each restored on its own rank (called on every rank)
             by_rank: list[Any] = [None] * self.trainer.world_size
             torch.distributed.all_gather_object(by_rank, states)
@@ -195,7 +195,7 @@ class SaltModule(pl.LightningModule):
         # is in the saved state (a resumed Lightning run draws from the generator before it)
         self._rng_states_to_restore = checkpoint.get("salt_rng_states")
         by_rank = checkpoint.get("salt_rng_states_by_rank")
-        world_size = self.trainer.world_size if self._trainer is not None else 1
+        world_size = self.trainer.world_size if attached_trainer(self) is not None else 1
         if by_rank is not None and len(by_rank) == world_size:
             self._rng_states_to_restore = by_rank[self.global_rank]
         elif world_size > 1:  # saved by another number of processes: rank 0's states would
@@ -252,7 +252,8 @@ class SaltModule(pl.LightningModule):
                 "interval": self.hparams["scheduler_interval"],
                 "monitor": self.hparams["scheduler_monitor"],
                 # with validation every N epochs, a monitoring schedule skips the epochs between
-                "strict": self._trainer is None or self.trainer.check_val_every_n_epoch == 1,
+                "strict": attached_trainer(self) is None
+                or self.trainer.check_val_every_n_epoch == 1,
             },
         }
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -64,3 +66,26 @@ def run_commands(
         json.loads(line) for line in result.stdout.splitlines() if line.startswith('{"command"')
     ]
     return results, result
+
+
+def stamp() -> str:
+    """The install stamp make would rebuild (.venv older than pyproject.toml): kept as it is."""
+    found = sorted((REPO_ROOT / ".venv").glob(".installed-torch-*"))
+    return str(found[0] if found else REPO_ROOT / ".venv" / ".installed-torch-cuda")
+
+
+def make_python_runs(args: Sequence[str]) -> list[list[str]]:
+    """The arguments of each command of .venv's Python that `make ARGS` would run, read from
+    `make -n` (the install step kept as it is); a CalledProcessError where make refuses."""
+    dry = subprocess.run(
+        ["make", "-n", "-o", stamp(), f"VENV={REPO_ROOT / '.venv'}", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [
+        shlex.split(line)[1:]
+        for line in dry.stdout.splitlines()
+        if re.match(r"[\w./-]*/python ", line)  # not `x=$(.venv/bin/python -c ...)`
+    ]
