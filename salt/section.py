@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from salt.core.errors import DataError, SaltError, exit_on_salt_error
+from salt.core.errors import SaltError, exit_on_salt_error
 from salt.core.files import atomic_path
 from salt.core.rundir import checkpoint_files, run_entries
 from salt.data.io import write_png
@@ -28,9 +28,10 @@ from salt.inference.tiles import (
     predict_ensemble,
     resolve_device,
 )
-from salt.sections.options import add_prediction_arguments
+from salt.sections.options import add_prediction_arguments, check_stride, make_output_dir
 from salt.sections.seismic import read_section, scaling_for
-from salt.sections.stitch import check_stride, stitch
+from salt.sections.stitch import stitch
+from salt.sections.truth import read_truth
 
 SALT_COLOUR = np.array([0, 0, 255], dtype=np.float32)  # BGR red
 TRUTH_COLOUR = (0, 255, 0)
@@ -56,14 +57,6 @@ class SectionOutputs:
         tinted = np.where(salt[..., None], (1 - SALT_ALPHA) * gray + SALT_ALPHA * SALT_COLOUR, gray)
         self.overlay[rows] = np.rint(tinted).astype(np.uint8)
         self.salt_pixels += int(salt.sum())
-
-
-def read_truth(path: Path, shape: tuple[int, int]) -> np.ndarray:
-    """A true mask (nonzero is salt) from an image or .npy of the section's shape."""
-    truth = read_section(path)
-    if truth.shape != shape:
-        raise DataError(path, f"truth of shape {truth.shape} does not match the section {shape}")
-    return np.asarray(truth) > 0
 
 
 def iou(prediction: np.ndarray, truth: np.ndarray) -> float:
@@ -97,15 +90,14 @@ def predict_section(
     tta = check_tta(tta, key="--tta")
     paths = checkpoint_files(run_entries("--runs", runs), checkpoints)
     section = read_section(input_path, inline, crossline)
-    truth_mask = None if truth is None else read_truth(Path(truth), section.shape)
+    truth_mask = (
+        None if truth is None else np.asarray(read_truth(truth, section.shape, "section")) > 0
+    )
     try:
         scaling = scaling_for(section, clip_percentile)
     except ValueError as error:
         raise SaltError(str(error)) from None
-    try:
-        check_stride(stride)
-    except ValueError as error:
-        raise SaltError(f"--{error}") from None
+    check_stride(stride)
     device = resolve_device(device, key="--device")
     models = [load_model(path) for path in paths]  # each checkpoint once, for every strip
 
@@ -114,12 +106,7 @@ def predict_section(
             models, tiles, batch_size=batch_size, device=device, tta=tta, precision=precision
         ).masks
 
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise SaltError(
-            f"{out_dir}: cannot create the output directory ({error.strerror})"
-        ) from None
+    make_output_dir(out_dir)
     # everything goes to temporary files first, renamed together at the end (none on a failure)
     height, width = section.shape
     with ExitStack() as files:

@@ -39,15 +39,15 @@ from salt.sections.lines import (
     StopOnSigterm,
     SurveyLines,
 )
-from salt.sections.options import add_prediction_arguments
+from salt.sections.options import add_prediction_arguments, check_stride, make_output_dir
 from salt.sections.paging import Slices, return_freed_memory
 from salt.sections.pictures import bodies_figure, slices_figure
 from salt.sections.segy_out import IEEE_FLOAT, INT16, write_segy_like
-from salt.sections.stitch import check_stride
 from salt.sections.survey_work import (
     BODIES_CSV,
     BODIES_PNG,
     DEAD,
+    LIVE,
     MASK_SEGY,
     MERGES,
     MISSING,
@@ -56,6 +56,7 @@ from salt.sections.survey_work import (
     SUMMARY,
     SurveyWork,
 )
+from salt.sections.truth import read_truth
 
 PICTURE_SIZE = 96  # the most voxels along an axis of the volume the bodies are rendered from
 
@@ -98,12 +99,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-pictures", action="store_true", help="skip slices.png and bodies.png")
     parser.add_argument("--truth", type=Path, help="a true mask (.npy, the cube's shape) to score")
     parser.add_argument(
-        "--overwrite", action="store_true", help="replace a finished or unfinished result"
+        "--overwrite",
+        action="store_true",
+        help="replace a finished survey or an unfinished one of other settings "
+        "(an unfinished one of these settings is continued)",
     )
     parser.add_argument("--accelerator", default="auto", help="auto, cpu or gpu (Lightning's)")
     parser.add_argument("--devices", type=int, default=1, help="processes per node")
     parser.add_argument("--num-nodes", type=int, default=1)
-    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers reading lines")
+    parser.add_argument(
+        "--workers", type=int, default=0, help="DataLoader worker processes reading lines"
+    )
     return parser.parse_args(argv)
 
 
@@ -113,26 +119,15 @@ def file_identity(path: Path) -> dict[str, Any]:
 
 
 def check_options(args: argparse.Namespace) -> None:
-    try:
-        check_stride(args.stride)
-    except ValueError as error:
-        raise SaltError(f"--{error}") from None
+    check_stride(args.stride)
     if not 0 < args.threshold < 1:
         raise SaltError(f"--threshold: must be in (0, 1), got {args.threshold}")
     if args.min_voxels < 0:
         raise SaltError(f"--min-voxels: must be at least 0, got {args.min_voxels}")
     if args.batch_size < 1:
         raise SaltError(f"--batch-size: must be at least 1, got {args.batch_size}")
-
-
-def read_truth(path: Path, shape: tuple[int, int, int]) -> Slices:
-    try:
-        truth = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise DataError(path, f"not a readable .npy file ({error})") from None
-    if truth.shape != shape:
-        raise DataError(path, f"truth of shape {truth.shape} does not match the survey {shape}")
-    return Slices(truth)
+    if args.workers < 0:
+        raise SaltError(f"--workers: must be at least 0, got {args.workers}")
 
 
 @dataclass
@@ -219,10 +214,17 @@ def draw_pictures(
     )
 
 
-def finish(args, survey: Survey, work: SurveyWork, scaling, models: int, started: float) -> dict:
+def finish(
+    args,
+    survey: Survey,
+    work: SurveyWork,
+    scaling,
+    models: int,
+    truth: Slices | None,
+    started: float,
+) -> dict:
     """Merge the passes and write every final file (one process)."""
     predicted = time.perf_counter()
-    truth = None if args.truth is None else read_truth(args.truth, survey.shape)
     with ExitStack() as files:
         summary_path = files.enter_context(atomic_path(work.output(SUMMARY)))  # renamed last
         probability, mask = work.merge(survey, args.axes, args.threshold, files, args.merge)
@@ -247,7 +249,7 @@ def finish(args, survey: Survey, work: SurveyWork, scaling, models: int, started
         return_freed_memory()  # what the stages above freed, before the figures' canvases
         if not args.no_pictures:
             draw_pictures(work, survey, scaling, time_slice, views, position, files)
-        live = traces != MISSING
+        live = traces == LIVE
         summary: dict[str, Any] = {
             "input": str(args.input),
             "shape": list(survey.shape),
@@ -256,8 +258,9 @@ def finish(args, survey: Survey, work: SurveyWork, scaling, models: int, started
             "tta": args.tta,
             "merge": args.merge,
             "scaling": str(scaling),
-            "missing_traces": int(np.count_nonzero(~live)),
+            "missing_traces": int(np.count_nonzero(traces == MISSING)),
             "dead_traces": int(np.count_nonzero(traces == DEAD)),
+            # of the voxels of live traces (missing and dead ones hold no data, and no salt)
             "salt_fraction": views.salt_voxels / max(1, int(live.sum()) * survey.shape[2]),
             "filled_voxels": int(filled),
             "bodies": len(bodies),
@@ -309,16 +312,12 @@ def predict_survey(args: argparse.Namespace) -> dict | None:
         "scaling": str(scaling),
         "precision": args.precision,
     }
+    truth = None if args.truth is None else Slices(read_truth(args.truth, survey.shape, "survey"))
     work = SurveyWork(args.out)
     work.check(settings, args.overwrite)
-    try:
-        args.out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise SaltError(
-            f"{args.out}: cannot create the output directory ({error.strerror})"
-        ) from None
+    make_output_dir(args.out)
     if predict_lines(args, survey, work, settings, scaling, paths, tta):
-        return finish(args, survey, work, scaling, len(paths), started)
+        return finish(args, survey, work, scaling, len(paths), truth, started)
     return None
 
 
@@ -331,6 +330,7 @@ def predict_lines(args, survey: Survey, work: SurveyWork, settings, scaling, pat
         devices=args.devices,
         num_nodes=args.num_nodes,
         strategy="ddp" if world > 1 else "auto",
+        use_distributed_sampler=False,  # each rank takes its share (salt.sections.lines)
         logger=False,
         enable_checkpointing=False,
         enable_model_summary=False,

@@ -201,6 +201,8 @@ def test_bad_input_is_one_line_naming_the_file(tiny_run, tmp_path, capsys):
     (tmp_path / "broken.npy").write_bytes(b"not numpy")
     (tmp_path / "broken.png").write_bytes(b"not an image")
     (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "empty.npy").write_bytes(b"")
+    np.save(tmp_path / "truth.npy", np.zeros((20, 31), np.uint8))
     line = tmp_path / "line.sgy"
     spec = segyio.spec()
     spec.format, spec.samples, spec.tracecount = 1, list(range(16)), 3
@@ -216,12 +218,21 @@ def test_bad_input_is_one_line_naming_the_file(tiny_run, tmp_path, capsys):
         (["cube.sgy", "--inline", "7"], "cube.sgy: no inline 7 (inlines 1..3)"),
         (["line.sgy", "--crossline", "2"], "line.sgy: a 2-D SEG-Y line has no inlines"),
         (["small.npy", "--stride", "0"], "--stride must be in 1..101"),
+        (["empty.npy"], "empty.npy: not a readable .npy file"),
+        (
+            ["small.npy", "--truth", str(tmp_path / "truth.npy")],
+            "truth.npy: truth of shape (20, 31) does not match the section (20, 30)",
+        ),
+        (
+            ["small.npy", "--out", str(tmp_path / "notes.txt" / "out")],
+            "notes.txt/out: cannot create the output directory (Not a directory)",
+        ),
     ]
     for args, problem in cases:
         out = tmp_path / "out"
         with pytest.raises(SystemExit) as exit:
             section_cli.main(
-                [str(tmp_path / args[0]), *args[1:], "--runs", str(tiny_run), "--out", str(out)]
+                [str(tmp_path / args[0]), "--runs", str(tiny_run), "--out", str(out), *args[1:]]
             )
         assert exit.value.code == 1
         message = capsys.readouterr().err.strip()

@@ -3,15 +3,19 @@
 The geometry is read from every trace's header (inline and crossline numbers, bytes 189 and 193,
 and the CDP coordinates), not assumed from the file's sorting, so that an irregular survey (traces
 missing from the inline x crossline grid) keeps every trace at its own place: `trace_index[i, x]`
-is the trace at the i-th inline and x-th crossline, -1 where there is none. A line is read as a
-(samples, traces) section with zeros where a trace is missing; segyio memory-maps the file where
-it can, and a line of evenly spaced traces (every inline and crossline of a sorted survey) is one
-strided read.
+is the trace at the i-th inline and x-th crossline, -1 where there is none. The grid is regular:
+its inline (crossline) numbers run from the first to the last present, every most common step
+between them, so that a line with no trace at all keeps its place as a row of missing traces
+instead of closing up (a numbering off that step is refused). A line is read as a (samples,
+traces) section with zeros where a trace is missing, through segyio's reads (a seek and a read
+per trace: the file is not memory-mapped); a line of evenly spaced traces (every inline and
+crossline of a sorted survey) is one strided read.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -51,32 +55,68 @@ def open_segy(path: Path):
     raise DataError(path, f"not a readable SEG-Y file ({problem})")
 
 
-def bin_size(segyio, handle, trace_index: np.ndarray) -> tuple[float, float] | None:
-    """Metres between neighbouring inlines and between neighbouring crosslines, from the CDP
-    coordinates of the survey's corner traces; None where the headers hold no coordinates."""
-    live = np.argwhere(trace_index >= 0)
-    if len(live) < 2:
-        return None
-    corners = [live[0], live[np.argmax(live[:, 0])], live[np.argmax(live[:, 1])]]
+def trace_coordinates(segyio, handle, traces: np.ndarray) -> np.ndarray:
+    """(len(traces), 2) CDP x and y of `traces` in metres (the headers' coordinate scalar applied)."""
     field = segyio.TraceField
-    xy = []
-    for inline, crossline in corners:
-        header = handle.header[int(trace_index[inline, crossline])]
-        scalar = header[field.SourceGroupScalar] or 1
-        factor = 1 / -scalar if scalar < 0 else scalar
-        xy.append(np.array([header[field.CDP_X], header[field.CDP_Y]], dtype=np.float64) * factor)
-    if not np.any(xy[0]) and not np.any(xy[1]) and not np.any(xy[2]):
-        return None
+    xy = np.stack(
+        [
+            np.asarray(handle.attributes(f)[traces], dtype=np.float64)
+            for f in (field.CDP_X, field.CDP_Y)
+        ],
+        axis=1,
+    )
+    scalar = np.asarray(handle.attributes(field.SourceGroupScalar)[traces], dtype=np.float64)
+    factor = np.ones_like(scalar)  # a scalar of 0 means 1; a negative one divides
+    factor[scalar > 0] = scalar[scalar > 0]
+    factor[scalar < 0] = -1 / scalar[scalar < 0]
+    return xy * factor[:, None]
+
+
+def bin_size(segyio, handle, trace_index: np.ndarray) -> tuple[float, float] | None:
+    """Metres between neighbouring inlines and between neighbouring crosslines: along each axis,
+    the median distance per grid step between consecutive live traces of one line (the line of
+    that direction with the most traces), so that an irregular outline or a missing trace or line
+    does not mix the other axis's offset in; None where the headers hold no coordinates."""
+    present = trace_index >= 0
     spacing = []
-    for corner, axis in ((xy[1], 0), (xy[2], 1)):
-        steps = abs(int(corners[1 + axis][axis] - corners[0][axis]))
-        spacing.append(float(np.linalg.norm(corner - xy[0]) / steps) if steps else 0.0)
+    for axis in (0, 1):
+        # along axis 0 (the inline spacing) runs a crossline, along axis 1 an inline
+        fullest = int(np.argmax(present.sum(axis=axis)))
+        line = trace_index[:, fullest] if axis == 0 else trace_index[fullest]
+        positions = np.flatnonzero(line >= 0)
+        if len(positions) < 2:
+            return None
+        xy = trace_coordinates(segyio, handle, line[positions])
+        if not np.any(xy):
+            return None
+        steps = np.linalg.norm(np.diff(xy, axis=0), axis=1) / np.diff(positions)
+        spacing.append(float(np.median(steps)))
     return (spacing[0], spacing[1]) if all(spacing) else None
+
+
+def regular_numbers(path: Path, which: str, present: np.ndarray) -> np.ndarray:
+    """The line numbers of the grid, from `present` (sorted, unique): from the first to the last,
+    every most common step between neighbours (the smallest of equally common ones), so that a
+    line without a trace keeps its place. A number off that step is refused."""
+    if len(present) < 2:
+        return present
+    steps, counts = np.unique(np.diff(present), return_counts=True)
+    step = int(steps[np.argmax(counts)])
+    off = present[(present - present[0]) % step != 0]
+    if len(off):
+        raise DataError(
+            path,
+            f"{which} numbers have no regular increment: most are {step} apart, but {off[0]} "
+            f"is not {present[0]} + a multiple of {step}",
+        )
+    return np.arange(present[0], present[-1] + 1, step, dtype=np.int64)
 
 
 class Survey:
     """A 3-D SEG-Y survey: `axes` (CubeAxes), `trace_index` (inline x crossline -> trace, -1 for
-    a missing trace), and its lines. Picklable: each process opens its own handle on first read.
+    a missing trace), and its lines. Each process reads through a handle of its own, opened on
+    its first read: one pickled (spawned) starts without one, and one forked (a DataLoader worker)
+    opens its own instead of the parent's, whose file offset it would share.
     """
 
     def __init__(self, path, vertical: str = "time") -> None:
@@ -95,6 +135,8 @@ class Survey:
         finally:
             handle.close()
         self._handle = None
+        self._handle_pid = 0
+        self._inherited: list = []
 
     def read_grid(self, handle) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         segyio = import_segyio(self.path)
@@ -104,20 +146,22 @@ class Survey:
             np.asarray(handle.attributes(field)[:], dtype=np.int64)
             for field in (segyio.TraceField.INLINE_3D, segyio.TraceField.CROSSLINE_3D)
         ]
-        inlines, crosslines = (np.unique(n) for n in numbers)
-        if len(inlines) == 1 or len(crosslines) == 1:
-            if len(inlines) == 1 and len(crosslines) == 1:
+        present = [np.unique(n) for n in numbers]
+        if len(present[0]) == 1 or len(present[1]) == 1:
+            if len(present[0]) == 1 and len(present[1]) == 1:
                 what = "no inline/crossline numbers in its trace headers (bytes 189, 193)"
             else:
-                which = "inline" if len(inlines) == 1 else "crossline"
+                which = "inline" if len(present[0]) == 1 else "crossline"
                 what = f"one {which} only"
             raise DataError(
                 self.path,
                 f"a 2-D line, not a 3-D survey ({what}): predict it with python -m salt.section",
             )
+        inlines, crosslines = (
+            regular_numbers(self.path, axis, p) for axis, p in zip(AXES, present)
+        )
         rows, columns = (
-            np.searchsorted(inlines, numbers[0]),
-            np.searchsorted(crosslines, numbers[1]),
+            (n - grid[0]) // (grid[1] - grid[0]) for n, grid in zip(numbers, (inlines, crosslines))
         )
         trace_index = np.full((len(inlines), len(crosslines)), -1, dtype=np.int64)
         trace_index[rows, columns] = np.arange(handle.tracecount)
@@ -131,17 +175,28 @@ class Survey:
         return trace_index, inlines, crosslines
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_handle": None}
+        return {**self.__dict__, "_handle": None, "_handle_pid": 0, "_inherited": []}
 
     def close(self) -> None:
+        self._set_aside_inherited()
         if self._handle is not None:
             self._handle.close()
             self._handle = None
 
+    def _set_aside_inherited(self) -> None:
+        if self._handle is not None and self._handle_pid != os.getpid():
+            # inherited across a fork: it shares the parent's file offset, and segyio reads by a
+            # seek then a read; closing it would move that offset too, so it is only set aside
+            self._inherited.append(self._handle)
+            self._handle = None
+
     @property
     def handle(self):
+        """This process's segyio handle on the file."""
+        self._set_aside_inherited()
         if self._handle is None:
             self._handle = open_segy(self.path)[0]
+            self._handle_pid = os.getpid()
         return self._handle
 
     @property

@@ -3,8 +3,11 @@
 One item of `LineDataset` is one whole line (an inline or a crossline), read and scaled to 8-bit;
 `LinePredictor.predict_step` tiles it, predicts the tiles with the TTA and checkpoint ensemble
 of salt.predict and blends them back (salt.sections.stitch); `LineWriter` hands each line to
-`SurveyWork.write_line` as soon as it is predicted. Under DDP, Lightning's distributed sampler
-gives each rank its own lines and each rank writes only those: nothing is gathered.
+`SurveyWork.write_line` as soon as it is predicted. Under DDP each rank takes its own share of
+the lines left (`rank_share`: every world-th, from its rank on) and writes only those: nothing is
+gathered. The share is taken here rather than by Lightning's distributed sampler for predicting,
+which refuses (an AssertionError) a rank without a line: a resume with fewer lines left than
+processes, which here is a rank with nothing to do.
 """
 
 from __future__ import annotations
@@ -50,6 +53,12 @@ class LineDataset(Dataset):
         }
 
 
+def rank_share(lines: Sequence[Line], rank: int, world: int) -> list[Line]:
+    """The lines that process `rank` of `world` predicts: every world-th, from the rank-th on
+    (none when there are fewer lines than processes)."""
+    return list(lines[rank::world])
+
+
 def one_line(batch: list[dict[str, Any]]) -> dict[str, Any]:
     """The DataLoader's collate_fn: a batch is one line, as it is."""
     (line,) = batch
@@ -59,10 +68,10 @@ def one_line(batch: list[dict[str, Any]]) -> dict[str, Any]:
 class SurveyLines(pl.LightningDataModule):
     """The lines of `axes` not yet done in `work`, decided once all ranks have started.
 
-    In `setup`, rank 0 starts the work folder (removing an old one with `overwrite`); then every
-    rank lists the lines already done, and no rank goes on before all have listed them, so all
-    agree on the lines left (nothing is written in between), and the distributed sampler splits
-    the same list on every rank.
+    In `setup`, rank 0 starts the work folder (`SurveyWork.start`); then every rank lists the
+    lines already done, and no rank goes on before all have listed them, so all agree on the
+    lines left (nothing is written in between) and each takes its share of the same list. A rank
+    whose share is empty runs no step (its loader is allowed to be empty).
     """
 
     def __init__(
@@ -76,6 +85,7 @@ class SurveyLines(pl.LightningDataModule):
         workers: int = 0,
     ) -> None:
         super().__init__()
+        self.allow_zero_length_dataloader_with_multiple_devices = True
         self.survey, self.work, self.settings, self.overwrite = survey, work, settings, overwrite
         self.axes, self.scaling, self.workers = list(axes), scaling, workers
         self.todo: list[Line] = []
@@ -95,8 +105,11 @@ class SurveyLines(pl.LightningDataModule):
         strategy.barrier("survey-listed")
 
     def predict_dataloader(self) -> DataLoader:
+        trainer = self.trainer
+        assert trainer is not None, "the loader is asked for inside Trainer.predict"
+        share = rank_share(self.todo, trainer.global_rank, trainer.world_size)
         return DataLoader(
-            LineDataset(self.survey, self.todo, self.scaling),
+            LineDataset(self.survey, share, self.scaling),
             batch_size=1,
             collate_fn=one_line,
             num_workers=self.workers,
@@ -135,6 +148,8 @@ class LinePredictor(pl.LightningModule):
     def predict_step(self, batch: dict[str, Any], batch_idx: int = 0) -> dict[str, Any]:
         image = batch["image"]
         probability = np.zeros(image.shape, dtype=np.float16)
+        if batch["blank"].all():  # a line without a live trace (a missing line): no salt
+            return {"axis": batch["axis"], "index": batch["index"], "probability": probability}
 
         def emit(top: int, _image: np.ndarray, rows: np.ndarray) -> None:
             probability[top : top + len(rows)] = rows

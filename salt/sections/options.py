@@ -1,15 +1,17 @@
 """The command-line options that salt.section and salt.survey share: which nets, where the
 results go, how tiles are laid and predicted, how amplitudes are scaled and probabilities
-thresholded."""
+thresholded; and the checks of them that both make."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from salt.core.errors import SaltError
 from salt.core.rundir import CHECKPOINT_KINDS
 from salt.data.padding import TILE
 from salt.inference.tiles import TTA_TRANSFORMS
+from salt.sections import stitch
 
 
 def add_prediction_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,3 +42,19 @@ def add_prediction_arguments(parser: argparse.ArgumentParser) -> None:
         help="amplitudes are clipped at this percentile of |amplitude| (default 99)",
     )
     parser.add_argument("--threshold", type=float, default=0.5, help="probability -> mask")
+
+
+def check_stride(stride: int) -> None:
+    """`--stride` refused in one line unless tiles `stride` pixels apart overlap or touch."""
+    try:
+        stitch.check_stride(stride)
+    except ValueError as error:
+        raise SaltError(f"--{error}") from None
+
+
+def make_output_dir(path: Path) -> None:
+    """`--out` made (with its parents), or refused in one line naming why it cannot be."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SaltError(f"{path}: cannot create the output directory ({error.strerror})") from None

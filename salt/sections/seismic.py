@@ -41,10 +41,7 @@ def read_section(path, inline: int | None = None, crossline: int | None = None) 
     if suffix in SEGY_SUFFIXES:
         section = read_segy(path, inline, crossline)
     elif suffix == ".npy":
-        try:
-            section = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (ValueError, OSError) as error:
-            raise DataError(path, f"not a readable .npy file ({error})") from None
+        section = load_npy(path)
     elif suffix in IMAGE_SUFFIXES:
         section = read_section_image(path)
     else:
@@ -58,6 +55,14 @@ def read_section(path, inline: int | None = None, crossline: int | None = None) 
     if not (np.issubdtype(section.dtype, np.number) and not np.iscomplexobj(section)):
         raise DataError(path, f"expected real numbers, got dtype {section.dtype}")
     return section
+
+
+def load_npy(path: Path) -> np.ndarray:
+    """A .npy file memory-mapped (read lazily), or refused in one line naming it."""
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:  # EOFError: an empty file
+        raise DataError(path, f"not a readable .npy file ({error})") from None
 
 
 def read_section_image(path: Path) -> np.ndarray:

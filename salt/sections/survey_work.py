@@ -83,29 +83,36 @@ class SurveyWork:
             np.save(temporary, probability, allow_pickle=False)
 
     # -- settings: what the line files were predicted with -------------------------------------
-    def check(self, settings: dict[str, Any], overwrite: bool) -> None:
-        """Refuses (one line) a finished folder and an unfinished one predicted with other
-        settings, unless `overwrite`. Reads only: every rank calls it before any starts."""
-        if overwrite:
-            return
+    def conflict(self, settings: dict[str, Any]) -> str | None:
+        """What a survey of `settings` would replace here, needing `--overwrite`: a finished
+        survey, or an unfinished one predicted with other settings. None for an unfinished one of
+        these settings (it is continued, with `--overwrite` or without) or an empty folder."""
         if self.finished:
-            raise SaltError(
-                f"{self.out}: holds a finished survey ({SUMMARY}): pass --overwrite to replace it"
-            )
+            return f"holds a finished survey ({SUMMARY}): pass --overwrite to replace it"
         saved = self.read_settings()
-        if saved is not None and saved != settings:
-            changed = sorted(
-                k for k in settings.keys() | saved.keys() if settings.get(k) != saved.get(k)
-            )
-            raise SaltError(
-                f"{self.out}: holds an unfinished survey predicted with other settings "
-                f"({', '.join(changed)}): run it with those, or pass --overwrite to start again"
-            )
+        if saved is None or saved == settings:
+            return None
+        changed = sorted(
+            k for k in settings.keys() | saved.keys() if settings.get(k) != saved.get(k)
+        )
+        return (
+            f"holds an unfinished survey predicted with other settings ({', '.join(changed)}): "
+            "run it with those, or pass --overwrite to start again"
+        )
+
+    def check(self, settings: dict[str, Any], overwrite: bool) -> None:
+        """Refuses (one line) what `conflict` names, unless `overwrite`. Reads only: every rank
+        calls it before any starts."""
+        conflict = self.conflict(settings)
+        if conflict is not None and not overwrite:
+            raise SaltError(f"{self.out}: {conflict}")
 
     def start(self, settings: dict[str, Any], overwrite: bool) -> None:
-        """The work folder for `settings`: new (after removing everything, with `overwrite`),
-        or the unfinished one `check` accepted. One process only."""
-        if overwrite:
+        """The work folder for `settings`: the unfinished one of these settings, continued (with
+        `overwrite` too: a preempted `--overwrite` run goes on from its lines), or new, after
+        removing a finished survey or one of other settings (`overwrite`: `check` has refused
+        them without). One process only."""
+        if overwrite and self.conflict(settings) is not None:
             self.remove_outputs()
         for axis in AXES:
             self.lines_dir(axis).mkdir(parents=True, exist_ok=True)
@@ -117,7 +124,7 @@ class SurveyWork:
         return json.loads(path.read_text()) if path.is_file() else None
 
     def remove_outputs(self) -> None:
-        for name in OUTPUTS:
+        for name in (SUMMARY, *OUTPUTS):  # the mark of a finished survey first
             self.output(name).unlink(missing_ok=True)
         shutil.rmtree(self.root, ignore_errors=True)
 

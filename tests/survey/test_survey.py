@@ -9,19 +9,25 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from salt import survey as survey_cli
+from salt.core.errors import SaltError
 from salt.data.synthetic_cube import corner_missing, make_cube, random_dead, write_segy_cube
 from salt.sections import cube as cube_module
+from salt.sections import lines as lines_module
 from salt.sections import segy_out
 from salt.sections.cube import Survey
 from salt.sections.seismic import scaling_for
-from salt.sections.survey_work import DEAD, LIVE, MISSING, OUTPUTS, WORK
+from salt.sections.survey_work import DEAD, LIVE, MISSING, OUTPUTS, WORK, SurveyWork
 from tests.helpers.runs import REPO_ROOT, run_main
 from tests.helpers.tiny_net import write_checkpoint
 
@@ -67,6 +73,27 @@ def survey(
 PICTURES = {"slices.png", "bodies.png"}
 
 
+@pytest.fixture
+def gray_level_net(monkeypatch):
+    """The nets replaced by one that predicts each pixel's own gray level / 255: a line's
+    probabilities are then its scaled amplitudes, so every voxel of the result is known from the
+    input alone, wherever the line it was predicted in lies (`gray_levels`)."""
+
+    def predict(models, tiles, **options):
+        return SimpleNamespace(masks=tiles.astype(np.float32) / 255)
+
+    monkeypatch.setattr(lines_module, "predict_ensemble", predict)
+
+
+def gray_levels(cube: Path, amplitude: np.ndarray) -> np.ndarray:
+    """What `gray_level_net` predicts for `amplitude` (any shape) of the survey `cube`."""
+    return Survey(cube).scaling()(amplitude).astype(np.float32) / 255
+
+
+# a probability is stored as float16 in its line file: 2^-11 of 1 at most
+FLOAT16_STEP = 2.0**-11
+
+
 def trace_headers(path: Path, endian: str) -> list[dict]:
     with segyio.open(str(path), ignore_geometry=True, endian=endian) as f:
         return [dict(h) for h in f.header]
@@ -84,14 +111,28 @@ def raw_headers(path: Path) -> tuple[bytes, list[bytes]]:
 
 
 @pytest.mark.parametrize(
-    "layout", [{"sorting": "inline", "endian": "big"}, {"sorting": "crossline", "endian": "little"}]
+    "layout, workers",
+    [
+        ({"sorting": "inline", "endian": "big"}, 0),
+        ({"sorting": "crossline", "endian": "little"}, 2),
+    ],
+    ids=["inline-sorted", "crossline-sorted-2-workers"],
 )
-def test_outputs_lie_on_the_input_geometry(checkpoint, tmp_path, capsys, layout, monkeypatch):
-    cube, truth = write_cube(tmp_path / "cube.sgy", **layout)
+def test_outputs_lie_on_the_input_geometry(
+    checkpoint, tmp_path, capsys, layout, workers, monkeypatch, gray_level_net
+):
+    """Every output trace is its own input trace's prediction: with the gray-level net, the input
+    trace scaled, whichever pass and line predicted it. The crossline-sorted file is read by two
+    DataLoader workers (forked processes)."""
+    cube, _ = write_cube(tmp_path / "cube.sgy", **layout)
     if layout["sorting"] == "crossline":  # files read and written in chunks, the last one short
         for module in (cube_module, segy_out):
             monkeypatch.setattr(module, "TRACE_CHUNK", 7)  # 120 traces: 17 x 7 + 1
-    np.save(tmp_path / "truth.npy", truth)
+    expected = gray_levels(cube, make_cube(SHAPE, 0)[0])
+    salt = expected >= 0.5
+    truth = salt.copy()
+    truth[0] = True  # the first inline all salt: a truth the mask overlaps by a known fraction
+    np.save(tmp_path / "truth.npy", truth.astype(np.uint8))
     pictures = layout["sorting"] == "inline"
     status, out, err = survey(
         capsys,
@@ -100,6 +141,8 @@ def test_outputs_lie_on_the_input_geometry(checkpoint, tmp_path, capsys, layout,
         checkpoint,
         "--truth",
         tmp_path / "truth.npy",
+        "--workers",
+        workers,
         pictures=pictures,
     )
     assert status == 0, err
@@ -108,25 +151,27 @@ def test_outputs_lie_on_the_input_geometry(checkpoint, tmp_path, capsys, layout,
     assert {p.name for p in result.iterdir()} == written
     probability, mask = np.load(result / "probability.npy"), np.load(result / "mask.npy")
     assert probability.shape == mask.shape == SHAPE and probability.dtype == np.float32
-    assert np.array_equal(mask, (probability >= 0.5).astype(np.uint8))
+    assert np.allclose(probability, expected, rtol=0, atol=FLOAT16_STEP)
+    assert np.array_equal(mask, salt.astype(np.uint8))
     assert np.array_equal(np.load(result / "traces.npy"), np.full(SHAPE[:2], LIVE))
-    # every header copied byte for byte, and each trace's values at its own (inline, crossline)
+    # every header copied byte for byte, and each trace the prediction of its own input trace
     assert raw_headers(result / "probability.sgy") == raw_headers(cube)
     assert raw_headers(result / "mask.sgy") == raw_headers(cube)
     endian = layout["endian"]
+    scaling = Survey(cube).scaling()
     with (
+        segyio.open(str(cube), ignore_geometry=True, endian=endian) as i,
         segyio.open(str(result / "probability.sgy"), ignore_geometry=True, endian=endian) as p,
         segyio.open(str(result / "mask.sgy"), ignore_geometry=True, endian=endian) as m,
     ):
         assert int(p.format) == 5 and int(m.format) == 3
-        for k, header in enumerate(p.header):
-            inline = header[segyio.TraceField.INLINE_3D] - FIRST_INLINE
-            crossline = header[segyio.TraceField.CROSSLINE_3D] - FIRST_CROSSLINE
-            assert np.array_equal(p.trace[k], probability[inline, crossline])
-            assert np.array_equal(m.trace[k], mask[inline, crossline])
+        for k in range(i.tracecount):
+            gray = scaling(i.trace[k]).astype(np.float32) / 255
+            assert np.allclose(p.trace[k], gray, rtol=0, atol=FLOAT16_STEP)
+            assert np.array_equal(m.trace[k], gray >= 0.5)
     summary = json.loads((result / "summary.json").read_text())
-    iou = np.logical_and(mask, truth).sum() / np.logical_or(mask, truth).sum()
-    assert summary["iou"] == pytest.approx(iou)
+    assert 0 < (~salt[0]).sum() < salt.sum()
+    assert summary["iou"] == pytest.approx(salt.sum() / (salt.sum() + (~salt[0]).sum()), abs=1e-12)
     assert summary["shape"] == list(SHAPE) and summary["lines"] == {"inline": 12, "crossline": 10}
     assert "survey 12x10x60 (inlines x crosslines x samples): 12 inlines + 10 crosslines" in out
 
@@ -146,6 +191,27 @@ def test_the_passes_are_merged_by_their_mean(checkpoint, tmp_path, capsys):
     assert np.array_equal(volumes["inline,crossline"], expected)
 
 
+def test_a_line_without_traces_is_a_row_of_missing_traces(
+    checkpoint, tmp_path, capsys, gray_level_net
+):
+    """Inline 103 and crossline 306 hold no trace: each keeps its place, as missing traces, and
+    the lines across them are predicted in place (the gap was closed up: the crosslines spliced
+    inline 102 to 104, the volume one inline and one crossline short)."""
+    shape = (7, 9, 40)
+    missing = np.zeros(shape[:2], dtype=bool)
+    missing[3, :] = missing[:, 6] = True
+    cube, _ = write_cube(tmp_path / "cube.sgy", shape=shape, missing=missing)
+    status, out, err = survey(capsys, cube, tmp_path / "out", checkpoint)
+    assert status == 0, err
+    assert "survey 7x9x40 (inlines x crosslines x samples): 7 inlines + 9 crosslines" in out
+    result = tmp_path / "out"
+    assert np.array_equal(np.load(result / "traces.npy") == MISSING, missing)
+    probability = np.load(result / "probability.npy")
+    expected = gray_levels(cube, make_cube(shape, 0)[0])
+    assert np.isnan(probability[missing]).all()
+    assert np.allclose(probability[~missing], expected[~missing], rtol=0, atol=FLOAT16_STEP)
+
+
 def test_the_survey_scaling_leaves_dead_and_missing_traces_out(tmp_path):
     """Dead traces (all zeros) in the sample would pull the clip percentile towards 0."""
     missing = corner_missing(SHAPE[:2], 0.2)
@@ -161,10 +227,13 @@ def test_the_survey_scaling_leaves_dead_and_missing_traces_out(tmp_path):
 
 
 def test_irregular_geometry_and_dead_traces_are_marked_not_shifted(checkpoint, tmp_path, capsys):
+    """Missing and dead traces hold no salt, `--fill-holes` included (a trace's column of
+    background reaches the top and the bottom of the cube: it is no enclosed hole), and the salt
+    fraction is that of the live traces' voxels."""
     missing = corner_missing(SHAPE[:2], 0.2)
     dead = random_dead(SHAPE[:2], 0.1, seed=2) & ~missing
     cube, _ = write_cube(tmp_path / "cube.sgy", missing=missing, dead=dead)
-    status, _, err = survey(capsys, cube, tmp_path / "out", checkpoint)
+    status, _, err = survey(capsys, cube, tmp_path / "out", checkpoint, "--fill-holes")
     assert status == 0, err
     out = tmp_path / "out"
     traces = np.load(out / "traces.npy")
@@ -172,6 +241,10 @@ def test_irregular_geometry_and_dead_traces_are_marked_not_shifted(checkpoint, t
     probability, mask = np.load(out / "probability.npy"), np.load(out / "mask.npy")
     assert np.isnan(probability[missing]).all() and not np.isnan(probability[~missing]).any()
     assert (probability[dead] == 0).all() and (mask[missing | dead] == 0).all()
+    live = ~missing & ~dead
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["missing_traces"] == missing.sum() and summary["dead_traces"] == dead.sum()
+    assert 0 < mask.sum() and summary["salt_fraction"] == mask.sum() / (live.sum() * SHAPE[2])
     assert raw_headers(out / "probability.sgy") == raw_headers(cube)
     with segyio.open(str(out / "probability.sgy"), ignore_geometry=True) as p:
         assert p.tracecount == int((~missing).sum())
@@ -200,10 +273,14 @@ def test_real_f3_cube_round_trip(checkpoint, tmp_path, capsys, name):
     assert np.array_equal(copy.trace_index, original.trace_index)
     assert np.array_equal(copy.axes.samples, original.axes.samples)
     assert copy.axes.bin_size == original.axes.bin_size
+    assert original.axes.bin_size == pytest.approx((25.0, 25.0), rel=1e-3)  # F3's 25 m bins
 
 
-def subprocess_survey(cube: Path, out: Path, checkpoint: Path, *options, env=None):
-    command = [sys.executable, "-m", "salt.survey", str(cube), "--runs", str(checkpoint)]
+def subprocess_survey(cube: Path, out: Path, checkpoint: Path, *options, hold=None):
+    """salt.survey in a child process (its own session); with `hold=(lines, marker)`, held
+    before it writes line `lines + 1` (tests/helpers/survey_hold.py)."""
+    program = ["salt.survey"] if hold is None else ["tests.helpers.survey_hold", *map(str, hold)]
+    command = [sys.executable, "-m", *program, str(cube), "--runs", str(checkpoint)]
     command += ["--out", str(out), "--accelerator", "cpu", *map(str, options)]
     return subprocess.Popen(
         command,
@@ -211,7 +288,7 @@ def subprocess_survey(cube: Path, out: Path, checkpoint: Path, *options, env=Non
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
         start_new_session=True,
     )
 
@@ -241,43 +318,72 @@ def lines_written(out: Path) -> int:
     return len(list((out / WORK / "lines").glob("*/[0-9]*.npy")))
 
 
-def started_survey(cube: Path, out: Path, checkpoint: Path, *options, lines_done: int = 8):
-    """salt.survey in a child process, returned once `lines_done` line files are written."""
-    started = subprocess_survey(cube, out, checkpoint, *options)
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """torch on one thread in this process, as in the child processes (OMP_NUM_THREADS=1)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def held_survey(cube: Path, out: Path, checkpoint: Path, *options, lines: int):
+    """salt.survey in a child process, returned once it has predicted `lines` + 1 lines and holds
+    before writing the last: `lines` are written, and it will not end before it is killed."""
+    marker = out.parent / f"{out.name}.held"
+    held = subprocess_survey(cube, out, checkpoint, *options, hold=(lines, marker))
     deadline = time.monotonic() + SUBPROCESS_TIMEOUT
-    while lines_written(out) < lines_done:
-        assert started.poll() is None, "the run ended before it could be killed"
-        assert time.monotonic() < deadline, "no lines written"
-        time.sleep(0.02)
-    return started
+    while not marker.exists():
+        if held.poll() is not None:
+            pytest.fail(f"the survey ended before it held: {held.communicate()[0][-3000:]}")
+        if time.monotonic() > deadline:
+            os.killpg(held.pid, signal.SIGKILL)
+            pytest.fail(f"the survey did not reach line {lines + 1} in {SUBPROCESS_TIMEOUT} s")
+        time.sleep(0.05)
+    return held
 
 
 @pytest.mark.slow
-def test_killed_survey_resumes_to_identical_files(checkpoint, tmp_path):
-    cube, _ = write_cube(tmp_path / "cube.sgy", shape=(16, 14, 120), seed=5)
-    options = ("--stride", "25")
-    finish(subprocess_survey(cube, tmp_path / "whole", checkpoint, *options))
+@pytest.mark.multiprocess
+def test_killed_survey_resumes_to_identical_files(checkpoint, tmp_path, capsys):
+    """SIGKILLed with one line left and a half-written line file beside the others, then the same
+    command on two processes: one of them has no line to predict. Every final file is the
+    uninterrupted run's, byte for byte."""
+    shape = (10, 9, 120)
+    cube, _ = write_cube(tmp_path / "cube.sgy", shape=shape, seed=5)
+    options = ("--stride", "25", "--tta", "none", "--no-pictures")
+    with one_thread():  # as the child processes run: the same sums in the same order
+        whole = survey(capsys, cube, tmp_path / "whole", checkpoint, *options)
+    assert whole[0] == 0, whole[2]
 
-    killed = started_survey(cube, tmp_path / "resumed", checkpoint, *options)
+    lines = shape[0] + shape[1] - 1
+    killed = held_survey(cube, tmp_path / "resumed", checkpoint, *options, lines=lines)
     os.killpg(killed.pid, signal.SIGKILL)
-    killed.wait()
-    done = lines_written(tmp_path / "resumed")
-    assert 8 <= done < 30 and not (tmp_path / "resumed" / "summary.json").exists()
-    assert not (tmp_path / "resumed" / "probability.sgy").exists()
+    killed.wait(timeout=SUBPROCESS_TIMEOUT)
+    assert lines_written(tmp_path / "resumed") == lines
+    assert [p.name for p in (tmp_path / "resumed").iterdir()] == [WORK]  # no final file
+    # what a kill in the middle of writing a line leaves (salt.core.files.atomic_path's name)
+    (
+        tmp_path / "resumed" / WORK / "lines" / "crossline" / ".000008.npy.1a2b3c4d.tmp.npy"
+    ).write_bytes(b"\x93NUMPY half a line")
 
-    output = finish(subprocess_survey(cube, tmp_path / "resumed", checkpoint, *options))
-    assert "survey 16x14x120" in output
+    resumed = subprocess_survey(cube, tmp_path / "resumed", checkpoint, *options, "--devices", 2)
+    output = finish(resumed)
+    assert "Starting with 2 processes" in output and "survey 10x9x120" in output
     assert final_bytes(tmp_path / "resumed") == final_bytes(tmp_path / "whole")
-    assert set(final_bytes(tmp_path / "whole")) == set(OUTPUTS) - {"summary.json"}
+    assert set(final_bytes(tmp_path / "whole")) == set(OUTPUTS) - {"summary.json"} - PICTURES
     assert not (tmp_path / "resumed" / WORK).exists()
 
 
 @pytest.mark.slow
 def test_sigterm_stops_the_survey_after_the_line_in_progress(checkpoint, tmp_path):
     """Lightning's predict loop only notes a SIGTERM: the survey itself must stop after the
-    line in progress, saying so in one line, its lines kept and no final file written."""
-    cube, _ = write_cube(tmp_path / "cube.sgy", shape=(16, 14, 120), seed=5)
-    stopped = started_survey(cube, tmp_path / "out", checkpoint, "--stride", "25")
+    line in progress (written: 8 lines before it, 9 after), saying so in one line, its lines
+    kept and no final file written."""
+    cube, _ = write_cube(tmp_path / "cube.sgy", shape=(8, 7, 40), seed=5)
+    stopped = held_survey(cube, tmp_path / "out", checkpoint, "--tta", "none", lines=8)
     os.killpg(stopped.pid, signal.SIGTERM)
     output = finish(stopped, status=1)
     errors = [line for line in output.splitlines() if line.startswith("error: ")]
@@ -285,8 +391,8 @@ def test_sigterm_stops_the_survey_after_the_line_in_progress(checkpoint, tmp_pat
         "error: stopped by SIGTERM; the lines predicted so far are kept: "
         "the same command continues from them"
     ], output[-3000:]
-    done = lines_written(tmp_path / "out")
-    assert 8 <= done < 30 and not (tmp_path / "out" / "probability.sgy").exists()
+    assert lines_written(tmp_path / "out") == 9
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [WORK]
 
 
 @pytest.mark.slow
@@ -308,8 +414,23 @@ def test_bad_input_is_one_line_and_writes_nothing(checkpoint, tmp_path, capsys):
     broken = tmp_path / "broken.sgy"
     broken.write_bytes(cube.read_bytes()[:5000])
     (tmp_path / "cube.npy").write_bytes(b"")
+    uneven, _ = write_cube(tmp_path / "uneven.sgy", shape=(4, 6, 30))
+    with segyio.open(str(uneven), "r+", ignore_geometry=True) as f:  # inlines 100, 102, 104, 105
+        for trace, header in enumerate(f.header):
+            header[segyio.TraceField.INLINE_3D] = (100, 102, 104, 105)[trace // 6]
+    np.save(tmp_path / "truth.npy", np.zeros((5, 6, 29), np.uint8))
+    (tmp_path / "file").write_text("")
     cases = [
         (line, [], "line.sgy: a 2-D line, not a 3-D survey"),
+        (
+            uneven,
+            [],
+            "uneven.sgy: inline numbers have no regular increment: most are 2 apart, but 105",
+        ),
+        (cube, ["--truth", tmp_path / "truth.npy"], "truth.npy: truth of shape (5, 6, 29) does"),
+        (cube, ["--truth", tmp_path / "cube.npy"], "cube.npy: not a readable .npy file"),
+        (cube, ["--workers", "-1"], "--workers: must be at least 0, got -1"),
+        (cube, ["--out", tmp_path / "file" / "out"], "cannot create the output directory"),
         (broken, [], "broken.sgy: not a readable SEG-Y file"),
         (tmp_path / "absent.sgy", [], "absent.sgy: no such file"),
         (tmp_path / "cube.npy", [], "cube.npy: expected a 3-D SEG-Y file"),
@@ -331,23 +452,63 @@ def rng_line(path: Path) -> Path:
     return path
 
 
-def test_finished_and_changed_outputs_are_refused(checkpoint, tmp_path, capsys):
+def record_lines(monkeypatch, stop_after: int | None = None) -> list[tuple[str, int]]:
+    """The lines the surveys of this test write, in order, from now on; with `stop_after`, a
+    survey fails (as a killed one stops) instead of writing any line after that many."""
+    write = SurveyWork.write_line
+    written: list[tuple[str, int]] = []
+
+    def write_line(self, axis, index, probability):
+        if stop_after is not None and len(written) == stop_after:
+            raise SaltError("stopped by the test")
+        write(self, axis, index, probability)
+        written.append((axis, index))
+
+    monkeypatch.setattr(SurveyWork, "write_line", write_line)
+    return written
+
+
+def test_overwrite_replaces_finished_or_other_surveys_and_continues_its_own(
+    checkpoint, tmp_path, capsys, monkeypatch
+):
+    """`--overwrite` replaces a finished survey or an unfinished one of other settings; an
+    unfinished one of its own settings (a preempted `--overwrite` run, rerun by a scheduler's
+    requeue) is continued from its lines, as without it."""
     cube, _ = write_cube(tmp_path / "cube.sgy", shape=(5, 6, 30))
     out = tmp_path / "out"
-    assert survey(capsys, cube, out, checkpoint, "--tta", "none")[0] == 0
-    before = final_bytes(out)
-    status, _, err = survey(capsys, cube, out, checkpoint, "--tta", "none")
-    assert status == 1 and "holds a finished survey (summary.json): pass --overwrite" in err
-    assert final_bytes(out) == before
-    status, _, err = survey(capsys, cube, out, checkpoint, "--overwrite", "--tta", "none", "hflip")
-    assert status == 0, err
-    assert final_bytes(out) != before  # two TTA views now
+    every_line = [("inline", i) for i in range(5)] + [("crossline", x) for x in range(6)]
+    with monkeypatch.context() as patch:  # stopped after 4 lines, with the default stride
+        record_lines(patch, stop_after=4)
+        status, _, err = survey(capsys, cube, out, checkpoint)
+        assert status == 1 and err == "error: stopped by the test\n", err
+    # only the stride differs from the lines' settings: refused naming it, the lines kept
+    status, _, err = survey(capsys, cube, out, checkpoint, "--stride", "40")
+    assert status == 1 and err.count("\n") == 1, err
+    assert "holds an unfinished survey predicted with other settings (stride): " in err
+    assert lines_written(out) == 4
 
-    (out / "summary.json").unlink()  # an unfinished run of these settings...
-    (out / WORK / "lines" / "inline").mkdir(parents=True)
-    (out / WORK / "settings.json").write_text(json.dumps({"tta": ["none"]}))
-    status, _, err = survey(capsys, cube, out, checkpoint, "--stride", "40")  # other settings
-    assert status == 1 and "holds an unfinished survey predicted with other settings" in err
+    with monkeypatch.context() as patch:  # other settings, --overwrite: started again
+        written = record_lines(patch)
+        status, _, err = survey(capsys, cube, out, checkpoint, "--stride", "40", "--overwrite")
+        assert status == 0, err
+        assert written == every_line
+    finished = final_bytes(out)
+    status, _, err = survey(capsys, cube, out, checkpoint, "--stride", "40")
+    assert status == 1 and "holds a finished survey (summary.json): pass --overwrite" in err
+    assert final_bytes(out) == finished
+
+    # a finished survey replaced by an --overwrite run that stops after 4 lines ...
+    with monkeypatch.context() as patch:
+        record_lines(patch, stop_after=4)
+        options = ("--stride", "40", "--overwrite")
+        assert survey(capsys, cube, out, checkpoint, *options)[0] == 1
+    assert not (out / "summary.json").exists() and lines_written(out) == 4
+    with monkeypatch.context() as patch:  # ... and the same command goes on from those 4
+        written = record_lines(patch)
+        status, _, err = survey(capsys, cube, out, checkpoint, *options)
+        assert status == 0, err
+        assert written == every_line[4:]
+    assert final_bytes(out) == finished
 
 
 def test_a_full_disk_leaves_no_final_file(checkpoint, tmp_path, capsys, monkeypatch):
