@@ -174,7 +174,7 @@ def _in_multirun() -> bool:
 def build_trainer(cfg: DictConfig, callbacks: list, loggers: list) -> pl.Trainer:
     """The Trainer of `cfg.trainer`; a time budget (`trainer.max_time`) is read on rank 0's clock
     every few steps (SharedClockTimer) instead of each rank's at every step (Lightning's Timer).
-    Building it writes nothing; a bad value is one line naming its key."""
+    A value Lightning refuses is one line naming its key."""
     budget: dict[str, Any] = {}
     if cfg.trainer.get("max_time"):
         callbacks = [*callbacks, SharedClockTimer(duration=cfg.trainer.max_time)]
@@ -206,11 +206,6 @@ def compose(cfg: DictConfig) -> tuple[SaltModule, TGSDataModule, pl.Trainer, Run
     setting, model, checkpoint or data root stops the run here, before it writes anything."""
     check_settings(cfg)
     ckpt_path, start = _start_checkpoint(cfg)
-    loggers = _instantiate_group(cfg, "logger")
-    trainer = build_trainer(cfg, _instantiate_group(cfg, "callbacks"), loggers)
-    output_dir = Path(cfg.paths.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    run = RunDir(output_dir)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # stderr: errors and warnings
     module = build_module(cfg)
     if cfg.get("finetune_from"):
@@ -220,6 +215,12 @@ def compose(cfg: DictConfig) -> tuple[SaltModule, TGSDataModule, pl.Trainer, Run
     datamodule: TGSDataModule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
+    callbacks = _instantiate_group(cfg, "callbacks")
+    loggers = _instantiate_group(cfg, "logger")
+    trainer = build_trainer(cfg, callbacks, loggers)  # before config.yaml: no unfinished run
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    run = RunDir(output_dir)
     if cfg.get("resume"):
         differences = config_differences(run, cfg)
         if differences:

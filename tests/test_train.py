@@ -233,13 +233,14 @@ def test_what_lightning_refuses_while_building_the_trainer_is_one_line_naming_th
     override, error, train_config, tmp_path, capsys
 ):
     """Lightning's own checks of the Trainer's, the callbacks' and the loggers' arguments (a
-    Hydra traceback before): one line naming the config key, exit 1, the run directory not made."""
+    Hydra traceback before): one line naming the config key, exit 1, before config.yaml is
+    written (no unfinished run is left: the run directory holds the data's fold table only)."""
     run = tmp_path / "run"
     with pytest.raises(SystemExit) as stop:  # as `python -m salt.train` runs it
         exit_on_salt_error(train)(train_config(override, output_dir=run))
     assert stop.value.code == 1
     assert capsys.readouterr().err.splitlines() == [f"error: {error}"]
-    assert not run.exists()
+    assert [path.name for path in run.iterdir()] == ["folds.csv"]
 
 
 def test_a_resumed_run_is_unfinished_until_it_ends_again(smoke_run, train_config, tmp_path):
