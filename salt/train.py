@@ -5,6 +5,7 @@ All folds: `python -m salt.train -m experiment=resnet34 data.fold=0,1,2,3,4`.
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from pathlib import Path
@@ -28,7 +29,14 @@ from salt.core.checks import (
     whole_number,
 )
 from salt.core.config import CONFIG_DIR
-from salt.core.errors import NonFiniteLossError, SaltError, exit_on_salt_error, run_hydra_main
+from salt.core.errors import (
+    ConfigError,
+    NonFiniteLossError,
+    SaltError,
+    exit_on_salt_error,
+    run_hydra_main,
+    salt_error_in,
+)
 from salt.core.rundir import RunDir, checkpoint_files, metric_value
 from salt.data.datamodule import TGSDataModule
 from salt.inference.tiles import check_tta
@@ -36,23 +44,68 @@ from salt.models.checkpoints import check_weights_fit, net_weights, read_checkpo
 from salt.models.encoders import check_encoder_name
 from salt.training.budget import SharedClockTimer
 from salt.training.distributed import check_launch_mode
-from salt.training.finish import OOF_WEIGHTS, FinishSettings, finish_fit, wait_for_rank_zero
+from salt.training.finish import OOF_WEIGHTS, FinishSettings, finish_fit
 from salt.training.loggers import log_config
 from salt.training.machine import fit_trainer_to_machine
 from salt.training.module import SaltModule, build_module
 from salt.training.resume import config_differences, last_checkpoint, trim_metrics_csv
 
 
-def _instantiate_group(group: DictConfig | None) -> list[Any]:
+def _named_key(key: str, node: Any, message: str) -> tuple[str, str]:
+    """The key of `node` that a constructor's error `message` names first (`trainer.devices`),
+    and ", got VALUE" unless the message shows it; else `key` itself and nothing."""
+    found = []
+    for name in node.keys() if isinstance(node, DictConfig) else ():
+        match = re.search(rf"(?<![\w.]){re.escape(str(name))}(?!\w)", message)
+        if match and not str(name).startswith("_"):
+            found.append((match.start(), str(name)))
+    if not found:
+        return key, ""
+    name = min(found)[1]
+    value = "" if re.search(r"\bgot\b", message) else f", got {node.get(name)!r}"
+    return f"{key}.{name}", value
+
+
+def instantiated(key: str, node: Any, **kwargs: Any) -> Any:
+    """`instantiate(node, **kwargs)` of config key `key` (`trainer`, `callbacks.swa`); what the
+    constructor raises (Lightning's own checks of its arguments) becomes one line naming the
+    key: `trainer.devices: ... should be an int > 0, got 'abc'`."""
+    try:
+        return instantiate(node, **kwargs)
+    except Exception as error:
+        if salt_error_in(error) is not None:
+            raise
+        cause: BaseException = error
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        message = " ".join(line.strip() for line in str(cause).splitlines() if line.strip())
+        message = message or type(cause).__name__
+        named, value = _named_key(key, node, message)
+        raise ConfigError(named, message.rstrip(".") + value) from error
+
+
+def _instantiate_group(cfg: DictConfig, group: str) -> list[Any]:
     """Objects for every entry of a config group like `callbacks` or `logger`; null entries skip."""
-    if not group:
+    entries = cfg.get(group)
+    if not entries:
         return []
-    return [instantiate(entry) for entry in group.values() if entry and "_target_" in entry]
+    return [
+        instantiated(f"{group}.{name}", entry)
+        for name, entry in entries.items()
+        if entry and "_target_" in entry
+    ]
 
 
 @rank_zero_only
 def save_resolved_config(cfg: DictConfig, run: RunDir) -> None:
     run.write_config(cfg)
+
+
+@rank_zero_only
+def unfinish(run: RunDir) -> None:
+    """A resumed run is unfinished again until it ends: its metrics.json, of the checkpoints it
+    is about to replace, goes (`runs=` takes finished runs only)."""
+    run.metrics.unlink(missing_ok=True)
 
 
 @rank_zero_only
@@ -120,20 +173,23 @@ def _in_multirun() -> bool:
 
 def build_trainer(cfg: DictConfig, callbacks: list, loggers: list) -> pl.Trainer:
     """The Trainer of `cfg.trainer`; a time budget (`trainer.max_time`) is read on rank 0's clock
-    every few steps (SharedClockTimer) instead of each rank's at every step (Lightning's Timer)."""
+    every few steps (SharedClockTimer) instead of each rank's at every step (Lightning's Timer).
+    A value Lightning refuses is one line naming its key."""
     budget: dict[str, Any] = {}
     if cfg.trainer.get("max_time"):
         callbacks = [*callbacks, SharedClockTimer(duration=cfg.trainer.max_time)]
         budget["max_time"] = None
         if cfg.trainer.get("max_epochs") is None and cfg.trainer.get("max_steps", -1) == -1:
             budget["max_epochs"] = -1  # the budget alone ends the run, as with max_time
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **budget)
+    return instantiated(
+        "trainer", cfg.trainer, callbacks=callbacks, logger=loggers or False, **budget
+    )
 
 
-def _loggers(cfg: DictConfig, start: dict | None) -> list[Any]:
-    """The config's loggers; on resume, rank 0's CSV log loses the rows of the epoch the run was
-    stopped in (the resumed run logs them again)."""
-    loggers = _instantiate_group(cfg.get("logger"))
+def _start_loggers(cfg: DictConfig, loggers: list[Any], start: dict | None) -> None:
+    """The settings logged for the trackers (TensorBoard HPARAMS, MLflow, W&B); on resume, rank
+    0's CSV log loses the rows of the epoch the run was stopped in (the resumed run logs them
+    again)."""
     # Lightning sets rank_zero_only.rank at import; the decorator's type does not declare it
     if cfg.get("resume") and rank_zero_only.rank == 0:  # type: ignore[attr-defined]
         assert start is not None  # resume read the run's last checkpoint
@@ -142,8 +198,7 @@ def _loggers(cfg: DictConfig, start: dict | None) -> list[Any]:
                 trim_metrics_csv(
                     Path(logger.log_dir) / "metrics.csv", start["epoch"], start["global_step"]
                 )
-    log_config(loggers, cfg)  # the settings, for the trackers (TensorBoard HPARAMS, MLflow, W&B)
-    return loggers
+    log_config(loggers, cfg)
 
 
 def compose(cfg: DictConfig) -> tuple[SaltModule, TGSDataModule, pl.Trainer, RunDir, Path | None]:
@@ -151,9 +206,6 @@ def compose(cfg: DictConfig) -> tuple[SaltModule, TGSDataModule, pl.Trainer, Run
     setting, model, checkpoint or data root stops the run here, before it writes anything."""
     check_settings(cfg)
     ckpt_path, start = _start_checkpoint(cfg)
-    output_dir = Path(cfg.paths.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    run = RunDir(output_dir)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # stderr: errors and warnings
     module = build_module(cfg)
     if cfg.get("finetune_from"):
@@ -163,13 +215,20 @@ def compose(cfg: DictConfig) -> tuple[SaltModule, TGSDataModule, pl.Trainer, Run
     datamodule: TGSDataModule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
+    callbacks = _instantiate_group(cfg, "callbacks")
+    loggers = _instantiate_group(cfg, "logger")
+    trainer = build_trainer(cfg, callbacks, loggers)  # before config.yaml: no unfinished run
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    run = RunDir(output_dir)
     if cfg.get("resume"):
         differences = config_differences(run, cfg)
         if differences:
             _warn(f"resuming with settings that differ from the run's: {', '.join(differences)}")
+        unfinish(run)
     else:
         save_resolved_config(cfg, run)
-    trainer = build_trainer(cfg, _instantiate_group(cfg.get("callbacks")), _loggers(cfg, start))
+    _start_loggers(cfg, loggers, start)
     return module, datamodule, trainer, run, ckpt_path
 
 
@@ -203,14 +262,17 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     started = time.time()
     module, datamodule, trainer, run, ckpt_path = compose(cfg)
     fit_seconds = fit(trainer, module, datamodule, run, ckpt_path)
-    metrics, run = finish_fit(trainer, module, datamodule, run, finish_settings(cfg), fit_seconds)
-    metrics["wall_seconds"] = round(time.time() - started, 1)
-    if trainer.is_global_zero:
+
+    def write(metrics: dict[str, Any], run: RunDir) -> None:  # rank 0's, after the OOF
+        metrics["wall_seconds"] = round(time.time() - started, 1)
         run.write_metrics(metrics)
         if cfg.get("plots", True):
             plot_finished_run(run.path, datamodule.val_tiles)
+
+    settings = finish_settings(cfg)
+    metrics, run = finish_fit(trainer, module, datamodule, run, settings, fit_seconds, write)
+    if trainer.is_global_zero:
         print(f"run directory: {run.path}")
-    wait_for_rank_zero(trainer)
     return metrics, {"trainer": trainer, "module": module, "datamodule": datamodule}
 
 

@@ -1,4 +1,5 @@
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +12,13 @@ from omegaconf import OmegaConf
 
 import salt.train
 from salt.core.config import CONFIG_DIR
+from salt.core.errors import ConfigError, exit_on_salt_error
+from salt.core.rundir import run_entries
 from salt.models.checkpoints import load_net
 from salt.train import train
 from salt.training.finish import choose_oof_weights
 from salt.training.module import SaltModule, build_module
+from tests.helpers.interrupt import Interrupted
 from tests.helpers.runs import compose_config, run_module
 
 
@@ -198,3 +202,57 @@ def test_oof_is_predicted_on_the_training_device_at_the_training_precision(
     monkeypatch.setattr(salt.training.finish, "predict_tiles", spy)
     train(train_config("trainer.precision=bf16-mixed", "trainer.max_epochs=1", "plots=false"))
     assert seen == {"device": torch.device("cpu"), "precision": "bf16-mixed"}
+
+
+@pytest.mark.parametrize(
+    ("override", "error"),
+    [
+        (
+            "trainer.devices=abc",
+            "trainer.devices: `devices` selected with `CPUAccelerator` should be an int > 0, "
+            "got 'abc'",
+        ),
+        (
+            "trainer.num_nodes=0",
+            "trainer.num_nodes: `num_nodes` must be a positive integer, but got 0",
+        ),
+        (
+            "+callbacks.stop._target_=pytorch_lightning.callbacks.EarlyStopping",
+            "callbacks.stop: EarlyStopping.__init__() missing 1 required positional argument: "
+            "'monitor'",
+        ),
+        (
+            "+logger.csv.flush_every=3",
+            "logger.csv.flush_every: CSVLogger.__init__() got an unexpected keyword argument "
+            "'flush_every'",
+        ),
+    ],
+    ids=["trainer", "trainer-got", "callback", "logger"],
+)
+def test_what_lightning_refuses_while_building_the_trainer_is_one_line_naming_the_key(
+    override, error, train_config, tmp_path, capsys
+):
+    """Lightning's own checks of the Trainer's, the callbacks' and the loggers' arguments (a
+    Hydra traceback before): one line naming the config key, exit 1, before config.yaml is
+    written (no unfinished run is left: the run directory holds the data's fold table only)."""
+    run = tmp_path / "run"
+    with pytest.raises(SystemExit) as stop:  # as `python -m salt.train` runs it
+        exit_on_salt_error(train)(train_config(override, output_dir=run))
+    assert stop.value.code == 1
+    assert capsys.readouterr().err.splitlines() == [f"error: {error}"]
+    assert [path.name for path in run.iterdir()] == ["folds.csv"]
+
+
+def test_a_resumed_run_is_unfinished_until_it_ends_again(smoke_run, train_config, tmp_path):
+    """Resuming a finished run (to train it longer) removes its metrics.json: stopped before it
+    ends, it is refused by runs= like any unfinished run."""
+    run = tmp_path / "run"
+    shutil.copytree(smoke_run, run)
+    stop = ["+callbacks.stop._target_=tests.helpers.interrupt.StopAt", "+callbacks.stop.epoch=1"]
+    with pytest.raises(Interrupted):
+        train(
+            train_config(f"resume={run}", "trainer.max_epochs=2", *stop, "+callbacks.stop.batch=0")
+        )
+    assert not (run / "metrics.json").exists() and (smoke_run / "metrics.json").exists()
+    with pytest.raises(ConfigError, match="runs: 1 run is unfinished"):
+        run_entries("runs", [run])

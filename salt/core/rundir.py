@@ -177,6 +177,11 @@ class RunDir:
     def write_metrics(self, metrics: Mapping[str, Any]) -> None:
         write_json(self.metrics, dict(metrics), sort_keys=True)
 
+    def is_unfinished(self) -> bool:
+        """A run salt.train started (config.yaml, its first file) and did not finish (no
+        metrics.json, its last): crashed, killed or still training."""
+        return self.config.is_file() and not self.metrics.is_file()
+
     def oof_source(self) -> str:
         """The checkpoint kind whose weights made oof.npz (metrics.json's `oof_source`; best
         when it does not say)."""
@@ -273,7 +278,8 @@ def run_entries(key: str, runs: Any) -> list[str]:
     directories (a multirun's) as every run inside it, sorted; a glob pattern as what it
     matches (each match a file, a run or a folder of runs; other files are skipped). A ConfigError
     naming `key` when nothing is given, an entry does not exist or matches nothing, a folder
-    neither is nor holds runs, or one run comes twice."""
+    neither is nor holds runs, one run comes twice, or a run directory is unfinished (its
+    mid-training checkpoints are used only when named as files)."""
     entries = [runs] if isinstance(runs, str | os.PathLike) else list(runs or [])
     if not entries:
         raise ConfigError(key, f"no runs given: pass {key}=[RUN_DIR,...] or checkpoint files")
@@ -307,7 +313,27 @@ def run_entries(key: str, runs: Any) -> list[str]:
         if path.resolve() in seen:
             raise ConfigError(key, f"{path}: given twice (pass each run once)")
         seen[path.resolve()] = path
+    refuse_unfinished(key, resolved)
     return [str(path) for path in resolved]
+
+
+def refuse_unfinished(key: str, entries: Sequence[Path]) -> None:
+    """A ConfigError naming every run directory of `entries` that salt.train has not finished:
+    its best.ckpt is a mid-training one and it has no OOF. Checkpoint files pass: naming one is
+    how a user takes an unfinished run's weights on purpose."""
+    unfinished = [path for path in entries if RunDir(path).is_unfinished()]
+    if not unfinished:
+        return
+    example = unfinished[0] / LAST_CHECKPOINT
+    if not example.is_file():
+        example = RunDir(unfinished[0]).checkpoint("best")
+    runs = "1 run is" if len(unfinished) == 1 else f"{len(unfinished)} runs are"
+    raise ConfigError(
+        key,
+        f"{runs} unfinished (no {METRICS}: crashed, killed or still training): "
+        f"{', '.join(map(str, unfinished))}; to use one anyway, name its checkpoint file "
+        f"(e.g. {example})",
+    )
 
 
 def checkpoint_files(

@@ -2,16 +2,19 @@
 
 Every decision taken from files or clocks, which may differ between processes (whether SWA was
 saved, how much of a time budget is left), is rank 0's, carried to the others by `broadcast`.
+Work rank 0 does alone (the end of a fit: OOF, metrics.json, plots) runs in `rank_zero_does`,
+which tells the others whether it failed, so that a failure stops every rank at once.
 Where the processes' run directories come from is salt.core.launch's part.
 """
 
 from __future__ import annotations
 
-from typing import TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 
-from salt.core.errors import ConfigError
+from salt.core.errors import ConfigError, SaltError, salt_error_in
 from salt.core.launch import external_launch
 
 T = TypeVar("T")
@@ -51,3 +54,39 @@ def check_launch_mode(trainer_config, multirun: bool) -> None:
             "(python -m salt.train data.fold=K trainer=ddp ...), or keep -m and add "
             "hydra/launcher=parallel (each job its own command)",
         )
+
+
+class RankZeroFailed(SaltError):
+    """Rank 0 failed in work it does alone: the other ranks stop too, with this one line."""
+
+
+def _described(error: BaseException) -> str:
+    salt_error = salt_error_in(error)
+    if salt_error is not None:
+        return str(salt_error)
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
+
+def rank_zero_does(trainer, work: Callable[[], T]) -> T:
+    """`work()` on rank 0 alone; its result on every rank (a collective: every rank calls it).
+
+    When `work` raises on rank 0, every rank raises at once: rank 0 its own error, the others a
+    RankZeroFailed naming it. Without this the others would wait in their next collective for a
+    rank that has left, holding their GPUs until the process group's timeout (30 minutes)."""
+    if trainer.world_size == 1:
+        return work()
+    result: Any = None
+    failure: str | None = None
+    raised: BaseException | None = None
+    if trainer.is_global_zero:
+        try:
+            result = work()
+        except BaseException as error:  # an interrupt too: the others must not wait for it
+            raised, failure = error, _described(error)
+    failure, result = broadcast(trainer, (failure, result))
+    if raised is not None:
+        raise raised
+    if failure is not None:
+        raise RankZeroFailed(f"rank 0 failed, so rank {trainer.global_rank} stops too: {failure}")
+    return result

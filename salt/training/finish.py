@@ -4,16 +4,17 @@ After `trainer.fit` every rank calls `finish_fit`:
 1. the run's figures (epochs, steps, best score, the last logged metrics) are taken on every rank;
 2. SWA, when its average exists, is validated by every rank together (a collective), from the
    averaged weights each rank holds in memory: no rank reads a file another rank wrote;
-3. rank 0 chooses the OOF weights (`oof_weights`), reads them, predicts the validation fold
-   alone (no collective: `sweep_thresholds` computes locally) and writes oof.npz;
-4. rank 0's figures are broadcast, so every rank returns the same metrics;
-5. rank 0 writes metrics.json and the plots; every rank waits for it, so `train()` returns on
-   every rank once the run directory is complete.
+3. rank 0 alone (no collective: `sweep_thresholds` computes locally) chooses the OOF weights
+   (`oof_weights`), reads them, predicts the validation fold, writes oof.npz, then the caller's
+   files (salt.train: metrics.json and the plots);
+4. rank 0's figures are broadcast once it has written them, so every rank returns the same
+   metrics once the run directory is complete; or, when rank 0 failed in step 3 (out of memory,
+   a full disk), every rank raises at once (`rank_zero_does`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -28,7 +29,7 @@ from salt.data.datamodule import TGSDataModule
 from salt.inference.tiles import predict_tiles
 from salt.models.checkpoints import net_weights, read_checkpoint, weights_loaded
 from salt.training.callbacks import CycleSWA
-from salt.training.distributed import broadcast
+from salt.training.distributed import broadcast, rank_zero_does
 from salt.training.module import SaltModule
 
 # where oof.npz (and so salt.tune's post-processing and salt.predict's default weights) comes from
@@ -155,10 +156,12 @@ def finish_fit(
     run: RunDir,
     settings: FinishSettings,
     fit_seconds: float,
+    write: Callable[[dict[str, Any], RunDir], None],
 ) -> tuple[dict[str, Any], RunDir]:
-    """Validate SWA, choose the OOF weights, predict and save the OOF: every rank calls this after
-    `trainer.fit`. Returns rank 0's metrics (on every rank) and rank 0's run directory; writes
-    nothing (the caller writes metrics.json on rank 0)."""
+    """Validate SWA, choose the OOF weights, predict and save the OOF, then `write(metrics, run)`
+    (metrics.json, the plots): every rank calls this after `trainer.fit`; rank 0 alone predicts
+    and writes. Returns rank 0's metrics and run directory on every rank once rank 0 has
+    written them; a failure on rank 0 is raised on every rank."""
     run = RunDir(Path(broadcast(trainer, str(run.path))))
     metrics = fit_figures(trainer, settings, fit_seconds)
     # Lightning sets trainer.callbacks at run time; Trainer does not declare it
@@ -179,22 +182,22 @@ def finish_fit(
     best_score = metrics["best_val_score"] if best_path else None
     source = choose_oof_weights(settings.oof_weights, swa_score, best_score)
     metrics["oof_source"] = source
-    if settings.oof and trainer.is_global_zero:
-        weights = _oof_weights(source, swa, best_path, run, module.net.state_dict())
-        metrics.update(
-            save_out_of_fold(
-                module,
-                datamodule,
-                weights,
-                run,
-                list(settings.oof_tta),
-                device=trainer.strategy.root_device,
-                precision=str(trainer.precision),
+
+    def rank_zero_end() -> dict[str, Any]:
+        if settings.oof:
+            weights = _oof_weights(source, swa, best_path, run, module.net.state_dict())
+            metrics.update(
+                save_out_of_fold(
+                    module,
+                    datamodule,
+                    weights,
+                    run,
+                    list(settings.oof_tta),
+                    device=trainer.strategy.root_device,
+                    precision=str(trainer.precision),
+                )
             )
-        )
-    return broadcast(trainer, metrics), run
+        write(metrics, run)
+        return metrics
 
-
-def wait_for_rank_zero(trainer: pl.Trainer) -> None:
-    """Every rank waits here until rank 0 has come here too (after writing the run's files)."""
-    trainer.strategy.barrier("salt.finish")
+    return rank_zero_does(trainer, rank_zero_end), run

@@ -1,10 +1,15 @@
 """salt.core.rundir: the one reader and writer of each file of a run directory."""
 
+import importlib.util
+
 import numpy as np
 import pytest
+from omegaconf import open_dict
 
 from salt.core.errors import ConfigError, DataError, SaltError
 from salt.core.rundir import RunDir, checkpoint_files, metric_value, run_entries
+from tests.helpers.runs import compose_config, run_main
+from tests.helpers.tiny_net import write_checkpoint
 
 
 def oof_arrays(n=3, salt=True):
@@ -99,10 +104,13 @@ def test_checkpoints_by_kind_auto_follows_the_oof_source(tmp_path):
         empty.checkpoint_files()
 
 
-def fake_run(folder):
-    """A folder that counts as a run directory (it holds config.yaml)."""
+def fake_run(folder, finished: bool = True):
+    """A folder that counts as a run directory: config.yaml (salt.train's first file) and, when
+    `finished`, metrics.json (its last)."""
     folder.mkdir(parents=True)
     (folder / "config.yaml").write_text("seed: 0\n")
+    if finished:
+        RunDir(folder).write_metrics({"best_val_score": 0.5})
     return folder
 
 
@@ -151,3 +159,86 @@ def test_runs_that_match_nothing_or_repeat_are_one_line_naming_the_key(tmp_path,
         run_entries("--runs", [entry.format(tmp=tmp_path) for entry in entries])
     assert str(error.value).startswith(f"--runs: {problem.format(tmp=tmp_path)}")
     assert "\n" not in str(error.value)
+
+
+def unfinished_run(folder):
+    """A run salt.train started and did not finish: config.yaml and a mid-training best.ckpt,
+    no metrics.json."""
+    fake_run(folder, finished=False)
+    write_checkpoint(folder / "checkpoints" / "best.ckpt")
+    return folder
+
+
+def test_unfinished_runs_are_refused_naming_them_unless_their_checkpoints_are_named(tmp_path):
+    """A crashed or still-training run (config.yaml, no metrics.json) is not taken from a run
+    directory, a folder of runs or a pattern; its checkpoint file named as a file is."""
+    multirun = tmp_path / "multirun"
+    done = fake_run(multirun / "0_fold0")
+    crashed, training = unfinished_run(multirun / "1_fold1"), unfinished_run(multirun / "2_fold2")
+    for entries in ([multirun], [f"{multirun}/*_fold*"], [done, crashed, training]):
+        with pytest.raises(ConfigError) as error:
+            run_entries("runs", entries)
+        assert str(error.value) == (
+            f"runs: 2 runs are unfinished (no metrics.json: crashed, killed or still training): "
+            f"{crashed}, {training}; to use one anyway, name its checkpoint file "
+            f"(e.g. {crashed}/checkpoints/best.ckpt)"
+        )
+    with pytest.raises(ConfigError, match=f"^--runs: 1 run is unfinished .*: {crashed}; "):
+        run_entries("--runs", [crashed])
+    best = crashed / "checkpoints" / "best.ckpt"
+    assert run_entries("runs", [done, best]) == [str(done), str(best)]
+    assert run_entries("runs", [f"{crashed}/checkpoints/*.ckpt"]) == [str(best)]
+    # checkpoints/ without config.yaml, a folder not made by salt.train, is taken as it is
+    assembled = tmp_path / "assembled"
+    write_checkpoint(assembled / "checkpoints" / "best.ckpt")
+    assert run_entries("runs", [assembled]) == [str(assembled)]
+
+
+def test_every_command_taking_runs_refuses_an_unfinished_run_in_one_line(
+    tmp_path, capsys, monkeypatch
+):
+    """salt.predict, salt.tune, salt.pseudo, salt.section and salt.survey, each in this process,
+    on an unfinished run: exit 1, one line naming it, nothing written."""
+    import cv2
+
+    import salt.predict
+    import salt.pseudo
+    import salt.tune
+    from salt import section, survey
+
+    monkeypatch.chdir(tmp_path)
+    run = unfinished_run(tmp_path / "run")
+    expected = "error: runs: 1 run is unfinished (no metrics.json: crashed, killed or still "
+    tile = tmp_path / "tile.png"
+    cv2.imwrite(str(tile), np.zeros((101, 101), np.uint8))
+    out = tmp_path / "out"
+    hydra_commands = [
+        (salt.predict.main, "predict", ["data.root=data", f"out={out}.csv"]),
+        (salt.tune.main, "tune", []),
+        (salt.pseudo.main, "pseudo", ["data.root=data", f"out={out}"]),
+    ]
+    for main, name, overrides in hydra_commands:
+        cfg = compose_config(name, [f"runs=[{run}]", *overrides])
+        with open_dict(cfg):
+            del cfg["hydra"]
+        with pytest.raises(SystemExit) as stop:
+            main(cfg)
+        assert stop.value.code == 1
+        err = capsys.readouterr().err
+        assert len(err.splitlines()) == 1 and err.startswith(expected), (name, err)
+        assert f": {run}; " in err
+    argv_commands = [(section.main, [tile])]
+    if importlib.util.find_spec("segyio") is not None:
+        from salt.data.synthetic_cube import make_cube, write_segy_cube
+
+        cube = tmp_path / "cube.sgy"
+        write_segy_cube(
+            cube, make_cube((3, 3, 20), 0)[0], inline_numbers=range(3), crossline_numbers=range(3)
+        )
+        argv_commands.append((survey.main, [cube, "--accelerator", "cpu"]))
+    for main, argv in argv_commands:
+        status, _, err = run_main(main, [*argv, "--runs", run, "--out", out], capsys)
+        assert status == 1 and len(err.splitlines()) == 1, err
+        assert err.startswith(expected.replace("runs:", "--runs:")) and f": {run}; " in err
+    assert not out.exists() and not list(tmp_path.glob("out*"))
+    assert sorted(p.name for p in run.rglob("*")) == ["best.ckpt", "checkpoints", "config.yaml"]

@@ -4,8 +4,9 @@ launch mode).
 
 The flagship's features are on: the resnet34 experiment (SCSE, hypercolumn, deep supervision,
 classifier head, time-budgeted cosine cycles with snapshots and SWA, OOF), shrunk to a ResNet18
-with a slim decoder and 12 s of training. `tests.helpers.rank_probe.RankProbe` records what
-each rank did; rank 1 starts its clocks a second after rank 0 (as a slow process would).
+with a slim decoder. `tests.helpers.rank_probe.RankProbe` records what each rank did; the time
+budget's clock reads a second per step done (the budget ends at a known step, however loaded
+the machine), rank 1's three seconds ahead of rank 0's (as a process started later).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -67,38 +69,52 @@ def commands(mode: str, overrides: list[str]) -> list[tuple[list[str], dict[str,
     return [(train, {**slurm, "SLURM_PROCID": str(r), "SLURM_LOCALID": str(r)}) for r in (0, 1)]
 
 
-def launch(mode: str, cwd: Path, *overrides: str, timeout: float = LAUNCH_TIMEOUT) -> str:
-    """Run a launch to its end from `cwd`; its output. Fails the test on a non-zero exit, or
-    when it has not ended within `timeout` (everything it started is killed)."""
+def start(mode: str, cwd: Path, overrides: list[str]) -> list[subprocess.Popen]:
+    """The processes of a launch, started from `cwd`, each in its own process group."""
     cwd.mkdir(parents=True, exist_ok=True)
     environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    processes = [
+    return [
         subprocess.Popen(
             command,
             cwd=cwd,
             env={**environment, **extra},
             stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+            stderr=subprocess.PIPE,
             text=True,
             start_new_session=True,
         )
-        for command, extra in commands(mode, list(overrides))
+        for command, extra in commands(mode, overrides)
     ]
-    deadline = time.monotonic() + timeout
-    outputs = []
-    try:
-        for process in processes:
-            left = max(1.0, deadline - time.monotonic())
-            try:
-                outputs.append(process.communicate(timeout=left)[0])
-            except subprocess.TimeoutExpired:
-                pytest.fail(f"{mode}: still running after {timeout} s (a hang)")
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.communicate()
-    output = "\n".join(outputs)
+
+
+def wait_for(mode: str, processes: list[subprocess.Popen], timeout: float) -> list[tuple]:
+    """(stdout, stderr, seconds until it exited) of each process once all have exited; fails
+    the test when one is still running after `timeout` (everything they started is killed)."""
+    started = time.monotonic()
+    exited: dict[int, float] = {}
+    with ThreadPoolExecutor(len(processes)) as pool:
+        readers = [pool.submit(process.communicate) for process in processes]
+        try:
+            while len(exited) < len(processes):
+                for index, process in enumerate(processes):
+                    if index not in exited and process.poll() is not None:
+                        exited[index] = time.monotonic() - started
+                if time.monotonic() - started > timeout:
+                    pytest.fail(f"{mode}: still running after {timeout} s (a hang)")
+                time.sleep(0.1)
+        finally:
+            for process in processes:
+                if process.poll() is None:
+                    os.killpg(process.pid, signal.SIGKILL)
+    return [(*reader.result(), exited[index]) for index, reader in enumerate(readers)]
+
+
+def launch(mode: str, cwd: Path, *overrides: str, timeout: float = LAUNCH_TIMEOUT) -> str:
+    """Run a launch to its end from `cwd`; its output. Fails the test on a non-zero exit, or
+    when it has not ended within `timeout`."""
+    processes = start(mode, cwd, list(overrides))
+    results = wait_for(mode, processes, timeout)
+    output = "\n".join(out + err for out, err, _ in results)
     for process in processes:
         assert process.returncode == 0, f"{mode}: exit {process.returncode}\n{output[-4000:]}"
     return output
@@ -129,18 +145,24 @@ def single_process_score(run: Path, checkpoint: Path) -> float:
 @pytest.mark.parametrize("mode", LAUNCH_MODES)
 def test_every_launch_mode_trains_one_run_with_the_ranks_in_step(mode, synthetic_root, tmp_path):
     """The run ends (exit 0) with one complete run directory; both ranks end with the same
-    weights and SWA average, having used the same learning rate at every step (their clocks a
-    second apart) and their own dropout draws; the DDP validation score is the single-process
-    score of the same weights; and the run is tuned and predicted (on the first mode)."""
+    weights and SWA average, having used the same learning rate at every step (their clocks
+    three seconds apart: rank 0's decides) and their own dropout draws; the DDP validation score
+    is the single-process score of the same weights; and the run is tuned and predicted (on the
+    first mode).
+
+    The budget, 18 s at a second a step, is read every 10 steps and at epoch ends (6 steps): at
+    step 10 it plans the cosine cycles to end by step 16, three of them after step 10 (three
+    snapshots), and it stops the run at the epoch end of step 18."""
     cwd = tmp_path / mode
     launch(
         mode,
         cwd,
         *SMALL_FLAGSHIP,
         f"data.root={synthetic_root}",
-        "trainer.max_time=00:00:00:12",
+        "trainer.max_time=00:00:00:18",
         f"+callbacks.probe.out={tmp_path / 'probe'}",
-        "+callbacks.probe.skew_seconds=1",
+        "+callbacks.probe.seconds_per_step=1",
+        "+callbacks.probe.skew_seconds=3",
     )
     runs = list((cwd / "outputs" / "train" / "resnet34").iterdir())
     assert len(runs) == 1, runs
@@ -156,7 +178,9 @@ def test_every_launch_mode_trains_one_run_with_the_ranks_in_step(mode, synthetic
 
     first, second = probes(tmp_path / "probe")
     assert first["world_size"] == second["world_size"] == 2
-    assert first["steps"] == second["steps"] == metrics["steps"] >= 10
+    assert first["steps"] == second["steps"] == metrics["steps"] == 18
+    snapshots = sorted(p.name for p in (run / "checkpoints" / "snapshots").iterdir())
+    assert snapshots == ["cycle-002.ckpt", "cycle-003.ckpt", "cycle-004.ckpt"]
     assert first["lrs"] == second["lrs"] and len(first["lrs"]) == first["steps"]
     assert first["weights"] == second["weights"]
     assert first["swa"] is not None and first["swa"] == second["swa"]
@@ -196,6 +220,57 @@ def test_a_multirun_of_multi_process_jobs_is_refused_in_one_line(synthetic_root,
     assert len(errors) == 1 and "hydra/launcher=parallel" in errors[0], done.stderr[-2000:]
     assert "Traceback" not in done.stderr
     assert not list(tmp_path.rglob("*.ckpt"))
+
+
+# the smoke experiment's tiny net, 2 steps, as two ranks on the CPU; at its full encoder depth
+# (at depth 3 smp keeps the unused layer3 and layer4, which DDP refuses)
+TINY_DDP = (
+    "experiment=smoke",
+    "model.encoder_depth=5",
+    "model.decoder_channels=[16,8,8,8,8]",
+    "trainer=ddp",
+    "trainer.accelerator=cpu",
+    "trainer.devices=2",
+    "trainer.precision=32-true",
+    "trainer.max_epochs=1",
+    "+trainer.limit_train_batches=2",
+    "data.synthetic=null",
+    "data.num_workers=0",
+    "data.persistent_workers=false",
+    "logger.tensorboard=null",
+    "plots=false",
+)
+# seconds both ranks may take to exit after the first one did: far below the process group's
+# timeout (30 minutes), which the other rank waited for
+EXIT_TOGETHER_SECONDS = 60
+
+
+def test_a_failure_of_rank_zero_after_the_fit_stops_every_rank_at_once(synthetic_root, tmp_path):
+    """Rank 0 runs out of memory in the OOF prediction, which it does alone after the fit (two
+    srun tasks): both exit 1 within seconds of each other, rank 1 naming rank 0's error in one
+    line; no metrics.json."""
+    processes = start(
+        "srun",
+        tmp_path,
+        [
+            *TINY_DDP,
+            f"data.root={synthetic_root}",
+            "+callbacks.fail._target_=tests.helpers.rank_zero_failure.FailAfterFit",
+        ],
+    )
+    (_, rank0_err, rank0_exit), (_, rank1_err, rank1_exit) = wait_for(
+        "srun", processes, LAUNCH_TIMEOUT
+    )
+    assert [p.returncode for p in processes] == [1, 1], rank0_err[-3000:] + rank1_err[-3000:]
+    assert abs(rank0_exit - rank1_exit) < EXIT_TOGETHER_SECONDS
+    assert "torch.OutOfMemoryError: CUDA out of memory (injected by the test)" in rank0_err
+    errors = [line for line in rank1_err.splitlines() if line.startswith("error: ")]
+    assert errors == [
+        "error: rank 0 failed, so rank 1 stops too: "
+        "OutOfMemoryError: CUDA out of memory (injected by the test)"
+    ], rank1_err[-3000:]
+    assert "Traceback" not in rank1_err
+    assert not list(tmp_path.rglob("metrics.json")) and list(tmp_path.rglob("last.ckpt"))
 
 
 def test_sigkill_of_both_ranks_then_resume_ends_as_the_uninterrupted_run(synthetic_root, tmp_path):

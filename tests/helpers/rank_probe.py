@@ -9,21 +9,24 @@ rank writes what it did to DIR/rank<N>.json when training ends.
     swa            sha256 of the SWA average (BatchNorm recomputed), or null without one
     steps, world_size
 
-`skew_seconds` makes rank 1 start its clocks that much later than rank 0 (a slow process start),
-`freeze_batchnorm` keeps BatchNorm in eval mode (fixed statistics, for equivalence checks).
+`seconds_per_step` puts the time budget's clock (`SharedClockTimer`, `trainer.max_time`) on the
+steps: it reads that many seconds per optimizer step done, so a budget ends at a known step
+whatever the machine's load; `skew_seconds` makes rank 1's clock read that much more than rank
+0's (a process that started later). `freeze_batchnorm` keeps BatchNorm in eval mode (fixed
+statistics, for equivalence checks).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import time
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from salt.training.budget import SharedClockTimer
 from salt.training.callbacks import CycleSWA
 
 
@@ -36,16 +39,30 @@ def state_hash(state: dict[str, torch.Tensor]) -> str:
 
 
 class RankProbe(pl.Callback):
-    def __init__(self, out: str, skew_seconds: float = 0.0, freeze_batchnorm: bool = False):
+    def __init__(
+        self,
+        out: str,
+        seconds_per_step: float | None = None,
+        skew_seconds: float = 0.0,
+        freeze_batchnorm: bool = False,
+    ):
         self.out = Path(out)
+        self.seconds_per_step = seconds_per_step
         self.skew_seconds = skew_seconds
         self.freeze_batchnorm = freeze_batchnorm
         self.lrs: list[float] = []
         self.rng: str | None = None
 
     def on_train_start(self, trainer, pl_module) -> None:
-        if trainer.global_rank == 1 and self.skew_seconds:
-            time.sleep(self.skew_seconds)
+        if self.seconds_per_step is None:
+            return
+        timer = next(c for c in trainer.callbacks if isinstance(c, SharedClockTimer))
+        skew = self.skew_seconds if trainer.global_rank == 1 else 0.0
+
+        def clock(stage=None) -> float:
+            return trainer.global_step * self.seconds_per_step + skew
+
+        timer.time_elapsed = clock  # what the budget reads, on this rank
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if self.rng is None:
