@@ -58,8 +58,8 @@ def fake_run(
     finetune_from: Path | None = None,
 ) -> Path:
     """A run directory as salt.train leaves it, as far as salt.pseudo reads one, without
-    training: config.yaml and checkpoints/best.ckpt of a tiny net that predicts salt everywhere
-    (`salt`) or nowhere. `folds_csv="own"`: the run's folds.csv, written from `data_root` as
+    training: config.yaml, checkpoints/best.ckpt of a tiny net that predicts salt everywhere
+    (`salt`) or nowhere, and metrics.json (a finished run: `runs=` refuses unfinished ones). `folds_csv="own"`: the run's folds.csv, written from `data_root` as
     training writes it; a path: that file (written when missing); None: no fold file."""
     run.mkdir(parents=True, exist_ok=True)
     if folds_csv == "own":
@@ -80,4 +80,5 @@ def fake_run(
     checkpoint = run / "checkpoints" / "best.ckpt"
     checkpoint.parent.mkdir(exist_ok=True)
     checkpoint.write_bytes(constant_checkpoint(salt))
+    RunDir(run).write_metrics({"oof_source": "best"})
     return run
