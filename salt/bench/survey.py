@@ -6,7 +6,7 @@
 
 Throughput (the default): a generated cube (salt.data.synthetic_cube, float32 SEG-Y) predicted
 by `python -m salt.survey` in a child process, and by a bare loop in another child process that
-predicts the same lines with the same net, TTA and stride (segyio's line reads, the survey's
+predicts the same lines with the same net, TTA, stride and precision (segyio's line reads, the survey's
 scaling, salt.sections.stitch with salt.inference's ensemble, results kept in a numpy volume,
 nothing written). The two run at the same time, each pinned to one core with one thread, so
 that both see the same machine; the cores are swapped every repeat. Each repeat reports wall
@@ -43,6 +43,7 @@ from salt.inference.tiles import load_model, predict_ensemble
 from salt.sections.cube import Survey
 from salt.sections.stitch import stitch
 path, checkpoint, stride, tta = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4].split(",")
+precision = sys.argv[5]
 started = time.perf_counter()
 models = [load_model(checkpoint)]
 survey = Survey(path)
@@ -56,7 +57,7 @@ with segyio.open(path, "r", strict=True) as f:
             rows = np.zeros(image.shape, dtype=np.float16)
             def emit(top, _image, probability):
                 rows[top : top + len(probability)] = probability
-            predict = lambda tiles: predict_ensemble(models, tiles, batch_size=64, device="cpu", tta=tta).masks
+            predict = lambda tiles: predict_ensemble(models, tiles, batch_size=64, device="cpu", tta=tta, precision=precision).masks
             stitch(image, predict, emit, stride=stride)
             if axis == "inline":
                 volume[index] = rows.T
@@ -187,6 +188,8 @@ def survey_command(cube: Path, checkpoint: Path, out: Path, args) -> list[str]:
         "cpu",
         "--stride",
         str(args.stride),
+        "--precision",
+        args.precision,
         "--tta",
         *args.tta.split(","),
     ]
@@ -213,6 +216,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--stride", type=int, default=50)
     parser.add_argument("--tta", default="none,hflip")
+    parser.add_argument(
+        "--precision",
+        default="bf16-mixed",
+        help="both sides' autocast, as salt.survey's --precision (bf16 on a CPU with bf16 units)",
+    )
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--memory", action="store_true", help="peak memory of one survey run")
     args = parser.parse_args(argv)
@@ -226,7 +234,13 @@ def main(argv: list[str] | None = None) -> None:
     cube = generated_cube(args.out, args.shape)
     samples = int(np.prod(args.shape))
     net = str(checkpoint) if args.runs else f"random resnet34 {' '.join(args.net)}".strip()
-    common = {"shape": args.shape, "stride": args.stride, "tta": args.tta, "net": net}
+    common = {
+        "shape": args.shape,
+        "stride": args.stride,
+        "tta": args.tta,
+        "precision": args.precision,
+        "net": net,
+    }
     print(
         f"cube {cube} ({cube.stat().st_size / 2**30:.2f} GiB) in {time.perf_counter() - started:.0f} s"
     )
@@ -248,7 +262,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     bare = [sys.executable, "-c", BARE_LOOP, str(cube), str(checkpoint), str(args.stride)]
     commands = {
-        "bare": [*bare, args.tta],
+        "bare": [*bare, args.tta, args.precision],
         "survey": survey_command(cube, checkpoint, args.out / "survey", args),
     }
     for repeat in range(args.repeats):
