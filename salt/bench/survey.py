@@ -6,9 +6,9 @@
 
 Throughput (the default): a generated cube (salt.data.synthetic_cube, float32 SEG-Y) predicted
 by `python -m salt.survey` in a child process, and by a bare loop in another child process that
-predicts the same lines with the same net, TTA, stride and precision (segyio's line reads, the survey's
-scaling, salt.sections.stitch with salt.inference's ensemble, results kept in a numpy volume,
-nothing written). The two run at the same time, each pinned to one core with one thread, so
+predicts the same lines with the same net, TTA, stride and precision (segyio's line reads, the
+survey's scaling, salt.sections.stitch with salt.inference's ensemble, results kept in a numpy
+volume, nothing written). The two run at the same time, each pinned to one core with one thread, so
 that both see the same machine; the cores are swapped every repeat. Each repeat reports wall
 seconds, samples (of the cube) per second and the ratio of the survey's throughput to the bare
 loop's. The checkpoint is `--runs`, or the
