@@ -177,7 +177,8 @@ def build_trainer(cfg: DictConfig, callbacks: list, loggers: list) -> pl.Trainer
     A value Lightning refuses is one line naming its key."""
     budget: dict[str, Any] = {}
     if cfg.trainer.get("max_time"):
-        callbacks = [*callbacks, SharedClockTimer(duration=cfg.trainer.max_time)]
+        timer = SharedClockTimer(cfg.trainer.max_time, validate_last=cfg.get("validate_last", 1.0))
+        callbacks = [*callbacks, timer]
         budget["max_time"] = None
         if cfg.trainer.get("max_epochs") is None and cfg.trainer.get("max_steps", -1) == -1:
             budget["max_epochs"] = -1  # the budget alone ends the run, as with max_time

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -55,3 +57,18 @@ def smoke_run(tmp_path_factory, synthetic_root) -> Path:
     run = tmp_path_factory.mktemp("smoke-run") / "run"
     train_smoke(synthetic_root, run, "trainer.max_epochs=1")
     return run
+
+
+@pytest.fixture(autouse=True)
+def log_handlers_on_open_streams():
+    """A StreamHandler made while a test captured stderr (Lightning makes its own when first
+    imported) keeps that test's stream after it is closed: every later test in the same worker
+    would then print a "Logging error" traceback on its stderr. Such handlers write to this
+    test's stderr instead."""
+    loggers = [logging.getLogger(), *map(logging.getLogger, list(logging.root.manager.loggerDict))]
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", []):
+            stream = getattr(handler, "stream", None)
+            if isinstance(handler, logging.StreamHandler) and getattr(stream, "closed", False):
+                handler.setStream(sys.stderr)
+    yield

@@ -185,6 +185,8 @@ NOT_RUN = (
 NOT_COMPOSED = {
     "hydra.searchpath=[file:///home/me/salt_conf]": "composes only with the user's own config "
     "folder (experiment=mine in it, as the page shows)",
+    "hydra.searchpath=[file://$PWD/my_conf]": "composes only with the user's own config folder "
+    "(model=minimal in it, as docs/customizing.md shows)",
 }
 # an override in a page's prose that is not one -> what it is
 NOT_OVERRIDES = {"cpu=experiment=cpu": "an --arm of salt.bench.quality: NAME=overrides"}

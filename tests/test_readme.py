@@ -46,6 +46,18 @@ TINY = (
     "callbacks.progress_bar=null",
     "plots=false",
 )
+# the same for an smp architecture (model=smp): its own keys for a small net
+TINY_SMP = tuple(
+    o
+    for o in TINY
+    if o.split("=")[0]
+    not in (
+        "model.encoder_depth",
+        "model.decoder_channels",
+        "model.hypercolumn_channels",
+        "model.head_channels",
+    )
+) + ("+model.encoder_depth=3", "+model.decoder_channels=[16,8,4]")
 APPENDED = {
     "salt.predict": ("progress=false",),
     "salt.section": (
@@ -86,7 +98,8 @@ def as_run(command: str, index: int) -> list[list[str]]:
     module, args = words[2], words[3:]
     if module == "salt.train":
         keys = {arg.split("=")[0] for arg in args}
-        args += [o for o in TINY if o.split("=")[0] not in keys]
+        tiny = TINY_SMP if "model=smp" in args else TINY
+        args += [o for o in tiny if o.split("=")[0].lstrip("+") not in keys]
         if "-m" not in args and not any(a.startswith("hydra.run.dir=") for a in args):
             args.append(f"hydra.run.dir=outputs/readme/{index}")  # two runs in one second
     return [[module, *args, *APPENDED.get(module, ())]]

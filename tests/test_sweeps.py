@@ -12,9 +12,13 @@ from tests.helpers.runs import compose_config, run_module
 pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
 
 
-@pytest.mark.parametrize("experiment", ["smoke", "resnet34"])
-def test_optuna_search_composes_and_every_searched_key_exists(experiment):
-    cfg = compose_config("train", [f"experiment={experiment}", "hparams_search=optuna"])
+@pytest.mark.parametrize(
+    "overrides",
+    [["experiment=smoke"], ["experiment=resnet34"], ["experiment=resnet34", "model=smp"]],
+)
+def test_optuna_search_composes_and_every_searched_key_exists(overrides):
+    """On SaltNet and on any smp architecture: the search sweeps no key of one net only."""
+    cfg = compose_config("train", [*overrides, "hparams_search=optuna"])
     sweeper = cfg.hydra.sweeper
     assert sweeper._target_.endswith("OptunaSweeper") and sweeper.direction == "maximize"
     assert cfg.optimized_metric == "best_val_score"
@@ -23,8 +27,7 @@ def test_optuna_search_composes_and_every_searched_key_exists(experiment):
         "optim.lr",
         "loss.stage_weight",
         "loss.classifier_weight",
-        "model.scse",
-        "model.hypercolumn",
+        "model.dropout",
     }
     for key in params:  # an override of a missing key would fail every trial
         assert OmegaConf.select(cfg, key) is not None, key

@@ -1,10 +1,12 @@
 """The baseline of the quality benchmark: a bare PyTorch loop, as a newcomer would write it.
 
-    python -m salt.bench.bare_loop DATA_ROOT OUT_DIR --minutes 40 [--fold 0]
+    python -m salt.bench.bare_loop DATA_ROOT OUT_DIR --minutes 40 [--fold 0] [--precision 32-true]
 
 `smp.Unet("resnet34")` from random weights, BCE, horizontal flips, Adam 1e-3, batch 16, no
 schedule and no validation, trained on the training folds of salt's split for a wall-clock
-budget, then the validation fold predicted with flip TTA. Writes OUT_DIR/oof.npz (ids,
+budget, then the validation fold predicted with flip TTA. `--precision bf16-mixed` wraps the
+forward pass and the loss in bf16 autocast (training and prediction; float32 on a CPU without
+bf16 units), as a newcomer would add it: NCHW, no other change. Writes OUT_DIR/oof.npz (ids,
 probabilities, masks, as salt.train writes it) and OUT_DIR/metrics.json (steps, epochs,
 training seconds and images/s).
 """
@@ -26,7 +28,7 @@ from salt.core.rundir import RunDir
 from salt.data.dataset import TileDataset
 from salt.data.folds import make_folds
 from salt.data.io import load_train
-from salt.inference.tiles import predict_tiles
+from salt.inference.tiles import autocast_for, predict_tiles
 
 BATCH_SIZE = 16
 LEARNING_RATE = 1e-3
@@ -52,7 +54,7 @@ def split(data_root: Path, fold: int):
 
 
 def train_for(
-    net: nn.Module, loader: DataLoader, n_images: int, seconds: float
+    net: nn.Module, loader: DataLoader, n_images: int, seconds: float, precision: str = "32-true"
 ) -> dict[str, float]:
     optimizer = torch.optim.Adam(net.parameters(), lr=LEARNING_RATE)
     criterion = nn.BCEWithLogitsLoss()
@@ -62,7 +64,8 @@ def train_for(
     while time.monotonic() - started < seconds:
         for images, masks in loader:
             optimizer.zero_grad()
-            loss = criterion(net(images), masks)
+            with autocast_for(torch.device("cpu"), precision):
+                loss = criterion(net(images), masks)
             loss.backward()
             optimizer.step()
             steps += 1
@@ -72,6 +75,7 @@ def train_for(
     elapsed = time.monotonic() - started
     return {
         "steps": steps,
+        "images": images_seen,
         "epochs": images_seen / n_images,
         "train_seconds": round(elapsed, 1),
         "images_per_second": images_seen / elapsed,
@@ -85,6 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--minutes", type=float, required=True)
     parser.add_argument("--fold", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed"])
     args = parser.parse_args(argv)
     torch.manual_seed(args.seed)
     train_tiles, val_tiles = split(args.data_root, args.fold)
@@ -93,13 +98,15 @@ def main(argv: list[str] | None = None) -> None:
     generator = torch.Generator().manual_seed(args.seed)
     loader = DataLoader(train_set, batch_size=BATCH_SIZE, shuffle=True, generator=generator)
     net = smp.Unet("resnet34", encoder_weights=None, in_channels=1, classes=1)
-    metrics = train_for(net, loader, len(train_set), args.minutes * 60)
+    metrics = train_for(net, loader, len(train_set), args.minutes * 60, args.precision)
     val_set = TileDataset(val_tiles.images, val_tiles.masks, mean=MEAN, std=STD)
-    probabilities = predict_tiles(MaskOutput(net), val_set, tta=["none", "hflip"]).masks
+    probabilities = predict_tiles(
+        MaskOutput(net), val_set, tta=["none", "hflip"], precision=args.precision
+    ).masks
     args.out_dir.mkdir(parents=True, exist_ok=True)
     run = RunDir(args.out_dir)  # what bench.quality reads of a salt.train run
     run.write_oof(val_tiles.ids, probabilities, val_tiles.masks)
-    run.write_metrics(metrics)
+    run.write_metrics({**metrics, "precision": args.precision})
 
 
 if __name__ == "__main__":

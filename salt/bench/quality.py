@@ -1,14 +1,16 @@
 """Head-to-head quality at equal compute: salt's recipes against a bare PyTorch loop.
 
     python -m salt.bench.quality DATA_ROOT --minutes 40 [--fold 0] [--cores 0,1] [--out DIR]
-        [--arm bare] [--arm 'NAME=experiment=cpu key=value ...'] ...
+        [--arm bare] [--arm 'NAME=bare --precision bf16-mixed']
+        [--arm 'NAME=experiment=cpu key=value ...'] ...
 
 Every arm trains for the same wall-clock minutes on the training folds of salt's split, each
 process pinned to one core of `--cores` with one thread (as many arms at once as cores, the
 others queued), then the validation fold is predicted with flip TTA and scored with the
 competition metric: at threshold 0.5, and with the post-processing `salt.tune` picks on it
 (threshold, small components, empty-mask gate, holes; tuned and scored on the same fold, so
-that column is optimistic for every arm alike). `bare` is `salt.bench.bare_loop`; any other arm
+that column is optimistic for every arm alike). `bare` is `salt.bench.bare_loop` (at float32;
+`NAME=bare ARGS` passes ARGS to it, e.g. `--precision bf16-mixed`); any other arm
 is `python -m salt.train` with its overrides, `trainer.max_time` set to the budget and
 `model.encoder_weights=null` (no network). salt's time includes its validation passes; the
 final prediction of the fold is outside every arm's budget. Prints one table and writes
@@ -41,26 +43,28 @@ DEFAULT_ARMS = ["bare", "cpu=experiment=cpu"]
 class Arm:
     name: str
     overrides: list[str] = field(default_factory=list)
-
-    @property
-    def bare(self) -> bool:
-        return self.name == "bare"
+    """salt.train's overrides, or the bare loop's arguments"""
+    bare: bool = False
 
     @classmethod
     def parse(cls, spec: str) -> Arm:
         if spec == "bare":
-            return cls("bare")
+            return cls("bare", bare=True)
         name, sep, overrides = spec.partition("=")
         if not sep or not name or not overrides.strip():
             raise ValueError(
-                f"--arm {spec!r}: give bare or NAME=OVERRIDES (e.g. cpu=experiment=cpu)"
+                f"--arm {spec!r}: give bare, NAME=bare ARGS or NAME=OVERRIDES "
+                "(e.g. cpu=experiment=cpu)"
             )
-        return cls(name, shlex.split(overrides))
+        words = shlex.split(overrides)
+        if words[0] == "bare":
+            return cls(name, words[1:], bare=True)
+        return cls(name, words)
 
     def command(self, data_root: Path, run_dir: Path, minutes: float, fold: int) -> list[str]:
         if self.bare:
             module_args = ["salt.bench.bare_loop", str(data_root), str(run_dir)]
-            return [*module_args, f"--minutes={minutes}", f"--fold={fold}"]
+            return [*module_args, f"--minutes={minutes}", f"--fold={fold}", *self.overrides]
         budget = time.strftime("%H:%M:%S", time.gmtime(round(minutes * 60)))
         return [
             "salt.train",
@@ -121,13 +125,17 @@ def score_arm(arm: Arm, run_dir: Path, tune_cfg) -> dict:
     postprocess, at_half, tuned = tune(out_of_fold, tune_cfg)  # at_half: threshold 0.5
     if arm.bare:
         epochs, rate, source = metrics["epochs"], metrics["images_per_second"], "last"
+        images = metrics["images"]
     else:
         epochs = metrics["steps"] / metrics["train_batches_per_epoch"]
-        rate = metrics["steps"] * metrics["batch_size"] / metrics["train_seconds"]
+        images = metrics["steps"] * metrics["batch_size"]
+        rate = images / metrics["train_seconds"]
         source = run.oof_source()
     return {
         "arm": arm.name,
+        "bare": arm.bare,
         "overrides": arm.overrides,
+        "images": images,
         "epochs": round(epochs, 2),
         "images_per_second": round(rate, 2),
         "weights": source,
@@ -139,18 +147,24 @@ def score_arm(arm: Arm, run_dir: Path, tune_cfg) -> dict:
 
 def print_table(rows: list[dict], minutes: float, fold: int) -> None:
     print(f"\n{minutes:g} minutes per arm, one core each, fold {fold}, flip TTA")
-    print(f"{'arm':<16}{'epochs':>8}{'images/s':>10}{'weights':>9}{'score@0.5':>11}{'tuned':>8}")
+    print(
+        f"{'arm':<16}{'images':>8}{'epochs':>8}{'images/s':>10}{'weights':>9}"
+        f"{'score@0.5':>11}{'tuned':>8}"
+    )
     for row in rows:
         print(
-            f"{row['arm']:<16}{row['epochs']:>8.2f}{row['images_per_second']:>10.2f}"
-            f"{row['weights']!s:>9}{row['score_at_0.5']:>11.4f}{row['score_tuned']:>8.4f}"
+            f"{row['arm']:<16}{row['images']:>8}{row['epochs']:>8.2f}"
+            f"{row['images_per_second']:>10.2f}{row['weights']!s:>9}"
+            f"{row['score_at_0.5']:>11.4f}{row['score_tuned']:>8.4f}"
         )
-    bare = next((r for r in rows if r["arm"] == "bare"), None)
+    bare_rows = [r for r in rows if r["bare"]]
     for row in rows:
-        if bare is not None and row is not bare:
+        for bare in bare_rows if not row["bare"] else []:
             print(
-                f"{row['arm']} - bare: {row['score_at_0.5'] - bare['score_at_0.5']:+.4f} at 0.5, "
-                f"{row['score_tuned'] - bare['score_tuned']:+.4f} tuned"
+                f"{row['arm']} - {bare['arm']}: "
+                f"{row['score_at_0.5'] - bare['score_at_0.5']:+.4f} at 0.5, "
+                f"{row['score_tuned'] - bare['score_tuned']:+.4f} tuned, "
+                f"images trained {row['images'] / bare['images']:.3f} of {bare['arm']}'s"
             )
 
 

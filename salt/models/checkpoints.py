@@ -90,8 +90,10 @@ def load_net(path, checkpoint: dict | None = None) -> nn.Module:
     if not net_config:
         raise SaltError(f"{path}: not a salt checkpoint (no net_config in its hyper-parameters)")
     # the checkpoint holds every weight; never download or read pretrained encoder weights here
+    # (a net without pretrained weights has no such argument)
+    offline = {"encoder_weights": None} if "encoder_weights" in net_config else {}
     with torch.device("meta"):
-        net = instantiate({**net_config, "encoder_weights": None})
+        net = instantiate({**net_config, **offline})
     try:
         net.load_state_dict(net_weights(checkpoint), assign=True)
     except RuntimeError as error:

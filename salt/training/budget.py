@@ -7,11 +7,14 @@ from typing import Any, NamedTuple
 
 from pytorch_lightning.utilities import rank_zero_info
 
+from salt.core.errors import ConfigError
 from salt.training.distributed import broadcast
 from salt.training.lightning_private import TimerBase
 
 # how often the budget is read: one broadcast every this many optimizer steps under DDP
 CHECK_EVERY_N_STEPS = 10
+# check_val_every_n_epoch for an epoch without validation
+NEVER = 2**31 - 1
 
 
 class BudgetReading(NamedTuple):
@@ -33,13 +36,49 @@ class SharedClockTimer(TimerBase):
     send nothing. `salt.train` puts it in place of the Timer `trainer.max_time` would make.
     """
 
-    def __init__(self, duration: Any, check_every_n_steps: int = CHECK_EVERY_N_STEPS, **kwargs):
+    def __init__(
+        self,
+        duration: Any,
+        check_every_n_steps: int = CHECK_EVERY_N_STEPS,
+        validate_last: float = 1.0,
+        **kwargs,
+    ):
         if check_every_n_steps < 1:
             raise ValueError(f"check_every_n_steps must be >= 1, got {check_every_n_steps}")
+        if not 0 < validate_last <= 1:
+            raise ConfigError(
+                "validate_last", f"a share of the budget in (0, 1], got {validate_last}"
+            )
         super().__init__(duration=duration, interval="step", **kwargs)
         self.check_every_n_steps = check_every_n_steps
+        self.validate_last = validate_last
         self.reading: BudgetReading | None = None
         """The latest reading, or None before the first."""
+        self._validation_every: int | None = None  # the Trainer's check_val_every_n_epoch
+
+    def on_train_epoch_start(self, trainer, *args: Any, **kwargs: Any) -> None:
+        """With `validate_last` < 1, the epochs that end before the budget's last
+        `validate_last` share skip validation (the schedule fitted to the budget anneals in its
+        last part, where the best weights are), unless the next epoch could not end within the
+        budget. The epoch the budget ends in validates (`check_time_remaining`)."""
+        if self.duration is None or self.validate_last >= 1:
+            return
+        if self._validation_every is None:
+            self._validation_every = trainer.check_val_every_n_epoch
+        trainer.check_val_every_n_epoch = (
+            self._validation_every if self._validates_this_epoch(trainer) else NEVER
+        )
+
+    def _validates_this_epoch(self, trainer) -> bool:
+        duration = self.duration
+        assert duration is not None  # checked by the caller
+        epochs_done = trainer.current_epoch  # of the run, a resumed one's included
+        if epochs_done == 0:
+            return False  # no epoch timed yet; the budget's end validates
+        elapsed = float(broadcast(trainer, self.time_elapsed()))  # the same on every rank
+        epoch_seconds = elapsed / epochs_done
+        ends = elapsed + epoch_seconds
+        return ends >= min((1 - self.validate_last) * duration, duration - epoch_seconds)
 
     def on_train_batch_end(self, trainer, *args: Any, **kwargs: Any) -> None:
         every = self.check_every_n_steps if trainer.world_size > 1 else 1
@@ -58,5 +97,7 @@ class SharedClockTimer(TimerBase):
         self.reading = BudgetReading(trainer.global_step, elapsed, duration - elapsed)
         if elapsed >= duration:
             trainer.should_stop = True
+            if self._validation_every is not None:  # the last epoch validates
+                trainer.check_val_every_n_epoch = self._validation_every
             if self.verbose:
                 rank_zero_info(f"Time limit reached after {timedelta(seconds=round(elapsed))}.")

@@ -199,7 +199,8 @@ class CycleSWA(CycleEndCallback):
 
 class LastCheckpoint(ModelCheckpointBase):
     """`dirpath/filename.ckpt`: the whole training state, what `resume=RUN_DIR` continues from,
-    written when validation ends (the moment Lightning resumes exactly from), at most once every
+    written when validation ends (the moment Lightning resumes exactly from; at the epoch's end
+    in an epoch without validation), at most once every
     `min_interval_seconds` of rank 0's clock, and once more when training ends if the last write
     was before the final step (so `checkpoints=[last]` and `oof_weights=last` read the weights
     training ended with).
@@ -235,6 +236,14 @@ class LastCheckpoint(ModelCheckpointBase):
         if self.skips_saving(trainer) or not self._due(trainer):
             return
         super().on_validation_end(trainer, pl_module)
+        self._written_at = time.monotonic()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # an epoch without validation (a time budget's validate_last): saved at its end, where
+        # Lightning resumes from then (an epoch that validated was saved at this step already)
+        if self.skips_saving(trainer) or not self._due(trainer):
+            return
+        self.save_now(trainer)
         self._written_at = time.monotonic()
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

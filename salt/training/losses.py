@@ -88,7 +88,8 @@ class LovaszHinge(nn.Module):
 
 
 class WeightedSum(nn.Module):
-    """sum_k weights[k] * terms[k](logits, target): e.g. BCE + Dice."""
+    """sum_k weights[k] * terms[k](logits, target): e.g. BCE + Dice. `parts` gives each term's
+    value (SaltLoss logs them one by one), `total` their weighted sum."""
 
     def __init__(self, terms: Mapping[str, nn.Module], weights: Mapping[str, float] | None = None):
         super().__init__()
@@ -99,8 +100,14 @@ class WeightedSum(nn.Module):
             raise ValueError(f"weights for unknown loss terms: {sorted(unknown)}")
         self.weights = {name: float(weights.get(name, 1.0)) for name in self.terms}
 
+    def parts(self, logits: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {name: term(logits, target) for name, term in self.terms.items()}
+
+    def total(self, parts: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return cast(torch.Tensor, sum(self.weights[name] * parts[name] for name in self.terms))
+
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return sum(self.weights[name] * term(logits, target) for name, term in self.terms.items())
+        return self.total(self.parts(logits, target))
 
 
 class SaltLoss(nn.Module):
@@ -111,7 +118,8 @@ class SaltLoss(nn.Module):
       images that have salt only, averaged over stages, times `stage_weight`;
     - "classifier" (when the net returns "salt_logit"): BCE against "has salt", times
       `classifier_weight`.
-    Returns the components and their weighted sum, "loss".
+    Returns the components and their weighted sum, "loss"; a `WeightedSum` mask criterion's
+    terms too, as "mask/<term>" (e.g. "mask/bce", "mask/dice"), so each is logged.
 
     A warm start: for the first `warm_start_epochs` epochs (a float: 0.5 is half the first
     epoch) of training, "mask" is `warm_start_mask_loss` instead (e.g. BCE + Dice before the
@@ -161,7 +169,14 @@ class SaltLoss(nn.Module):
     def forward(
         self, outputs: Mapping[str, torch.Tensor], target: torch.Tensor, epoch: float | None = None
     ) -> dict[str, torch.Tensor]:
-        losses = {"mask": self.mask_criterion(epoch)(outputs["mask"], target)}
+        criterion = self.mask_criterion(epoch)
+        losses: dict[str, torch.Tensor] = {}
+        if isinstance(criterion, WeightedSum):
+            parts = criterion.parts(outputs["mask"], target)
+            losses.update((f"mask/{name}", value) for name, value in parts.items())
+            losses["mask"] = criterion.total(parts)
+        else:
+            losses["mask"] = criterion(outputs["mask"], target)
         total = losses["mask"]
         has_salt = target.flatten(1).amax(dim=1)
         if "stage_masks" in outputs:

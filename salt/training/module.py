@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import random
 from collections.abc import Callable, Mapping
@@ -105,7 +106,9 @@ class SaltModule(pl.LightningModule):
             check_sigterm_every(self.trainer, CHECK_EVERY_N_STEPS)
 
     def _criterion(self, outputs, masks, epoch: float) -> dict[str, torch.Tensor]:
-        if getattr(self.loss, "warm_start_epochs", 0):
+        # the fractional epoch goes to a loss whose forward takes it (SaltLoss's warm start);
+        # read at every call, as the loss may be replaced after the module is built
+        if "epoch" in inspect.signature(self.loss.forward).parameters:
             return self.loss(outputs, masks, epoch=epoch)
         return self.loss(outputs, masks)
 

@@ -17,7 +17,7 @@ from lightning_fabric.accelerators import cuda as cuda_accelerator
 from lightning_fabric.utilities.throughput import get_available_flops
 from omegaconf import OmegaConf
 
-from salt.bench import quality, throughput
+from salt.bench import bare_loop, quality, throughput
 from tests.helpers.runs import REPO_ROOT
 
 SMALL = ["--experiment", "smoke", "--batches", "5", "--predict-images", "16", "--repeats", "1"]
@@ -165,6 +165,33 @@ def test_quality_bench_trains_every_arm_for_the_budget_and_scores_them(synthetic
 def test_quality_bench_refuses_a_bad_arm(synthetic_root):
     with pytest.raises(SystemExit):
         quality.main([str(synthetic_root), "--minutes=1", "--arm=nameonly"])
+
+
+def test_a_bare_arm_passes_its_arguments_to_the_bare_loop(tmp_path):
+    plain, bf16 = quality.Arm.parse("bare"), quality.Arm.parse("b16=bare --precision bf16-mixed")
+    salt_arm = quality.Arm.parse("cpu=experiment=cpu seed=1")
+    assert plain.bare and bf16.bare and not salt_arm.bare
+    command = bf16.command(tmp_path, tmp_path / "b16", minutes=1, fold=0)
+    assert command[0] == "salt.bench.bare_loop" and command[-2:] == ["--precision", "bf16-mixed"]
+    assert "--precision" not in plain.command(tmp_path, tmp_path / "bare", minutes=1, fold=0)
+    assert salt_arm.command(tmp_path, tmp_path / "cpu", 1, 0)[:3] == [
+        "salt.train",
+        "experiment=cpu",
+        "seed=1",
+    ]
+
+
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_the_bare_loop_trains_at_the_precision_asked(precision, monkeypatch):
+    monkeypatch.setattr("salt.inference.tiles.cpu_has_bf16", lambda: True)
+    net = torch.nn.Conv2d(1, 1, 3, padding=1)
+    dtypes = set()
+    net.register_forward_hook(lambda module, inputs, output: dtypes.add(output.dtype))
+    batches = [(torch.rand(2, 1, 8, 8), torch.rand(2, 1, 8, 8).round())] * 2
+    metrics = bare_loop.train_for(net, batches, n_images=4, seconds=0.2, precision=precision)
+    assert metrics["images"] == 2 * metrics["steps"] > 0
+    expected = torch.bfloat16 if precision == "bf16-mixed" else torch.float32
+    assert dtypes == {expected}
 
 
 def test_nominal_peak_is_lightnings_for_the_gpu_and_precision(monkeypatch):

@@ -1,8 +1,10 @@
 """One tester over every model salt offers, as smp's tests/models/base.py over its architectures:
-the nets the experiment configs build, SaltNet's options on a small net, and SeedUNet, each held
+the nets the experiment configs build, SaltNet's options on a small net, SeedUNet and every smp
+architecture as SmpNet (on timm's tiny test encoders), each held
 to smp's SegmentationModel contract (output shapes, the input-shape error, `initialize()`,
 `predict`, `freeze_encoder`) and to what salt does with a net (channels_last, torch.compile,
-torch.export, TorchScript and ONNX parity)."""
+torch.export, TorchScript and ONNX parity, the net rebuilt from a checkpoint on the meta
+device)."""
 
 from __future__ import annotations
 
@@ -21,8 +23,10 @@ from segmentation_models_pytorch.base import SegmentationModel
 from torch import nn
 
 from salt.core.errors import salt_error_in
-from salt.models import SaltNet, SeedUNet
+from salt.models import SaltNet, SeedUNet, SmpNet
 from salt.models.base import InputShapeError
+from salt.models.checkpoints import load_net
+from salt.models.smpnet import DECODER_STAGES, architectures
 from salt.train import CONFIG_DIR
 from tests.helpers.runs import compose_config
 
@@ -49,8 +53,32 @@ def saltnet(**options) -> Callable[[], nn.Module]:
     return functools.partial(SaltNet, **{**defaults, "head_channels": 8, **options})
 
 
+def smpnet(arch: str) -> Callable[[], nn.Module]:
+    """Every output the architecture can give, on timm's tiny test encoders."""
+    encoder = "tu-test_vit" if arch == "DPT" else "tu-test_resnet"
+    stages = arch.lower() in DECODER_STAGES
+    return functools.partial(
+        SmpNet, arch=arch, encoder_name=encoder, classifier=True, deep_supervision=stages
+    )
+
+
 MASK = frozenset({"mask"})
 EVERY = frozenset({"mask", "stage_masks", "salt_logit"})
+# the encoder's output stride each smp architecture builds (dilated for DeepLab, PSPNet, PAN)
+SMP_STRIDES = {
+    "Unet": 32,
+    "UnetPlusPlus": 32,
+    "MAnet": 32,
+    "Linknet": 32,
+    "FPN": 32,
+    "PSPNet": 8,
+    "DeepLabV3": 8,
+    "DeepLabV3Plus": 16,
+    "PAN": 16,
+    "UPerNet": 32,
+    "Segformer": 32,
+    "DPT": 16,
+}
 CASES = {
     # what the experiment configs build
     "experiment=resnet34": Case(experiment("resnet34"), EVERY, 32, heavy=True),
@@ -68,6 +96,15 @@ CASES = {
     "center-three-channels": Case(saltnet(center=True, in_channels=3), MASK, 8, in_channels=3),
     "efficientnet-b0": Case(saltnet(encoder_name="efficientnet-b0"), MASK, 8),
     "seed-small": Case(functools.partial(SeedUNet, base_filters=4, depth=3), MASK, 8),
+    # every architecture smp offers, with salt's heads
+    **{
+        f"smp-{arch}": Case(
+            smpnet(arch),
+            EVERY if arch.lower() in DECODER_STAGES else MASK | {"salt_logit"},
+            SMP_STRIDES[arch],
+        )
+        for arch in architectures()
+    },
 }
 
 
@@ -139,7 +176,7 @@ def test_output_shapes(name):
     assert set(outputs) == spec.outputs
     assert outputs["mask"].shape == (2, 1, 128, 128)
     if "stage_masks" in outputs:
-        stages = len(built(name).decoder.blocks)
+        stages = len(built(name).stage_heads)
         assert outputs["stage_masks"].shape == (2, stages, 128, 128)
     if "salt_logit" in outputs:
         assert outputs["salt_logit"].shape == (2, 1)
@@ -167,7 +204,9 @@ def initialised(net: nn.Module, kinds: tuple[type, ...]):
     """The modules of these kinds that `initialize()` sets: all but those of a (pretrained)
     encoder, and the transposed convolutions (PyTorch's default, as smp leaves them)."""
     for qualified, module in net.named_modules():
-        if isinstance(net, SaltNet) and qualified.startswith("encoder."):
+        if isinstance(net, SaltNet | SmpNet) and qualified.removeprefix("model.").startswith(
+            "encoder."
+        ):
             continue
         if isinstance(module, kinds):
             yield qualified, module
@@ -175,9 +214,9 @@ def initialised(net: nn.Module, kinds: tuple[type, ...]):
 
 @pytest.mark.parametrize("name", EVERY_CASE)
 def test_initialize_sets_every_layer_smps_way(name):
-    """After spoiling every weight `initialize()` sets: smp's He / Xavier uniform weights (wider
-    than PyTorch's default bound, 1/sqrt(fan_in)), zero biases, unit BatchNorm; a SaltNet's
-    encoder untouched; the same weights from the same seed."""
+    """After spoiling every weight `initialize()` sets: smp's He / Xavier uniform weights, zero
+    biases, unit BatchNorm; a SaltNet's or SmpNet's encoder untouched; the same weights from the
+    same seed."""
     net = copy.deepcopy(built(name))
     encoder = {k: v.clone() for k, v in net.encoder.state_dict().items()}
     layers = dict(initialised(net, (nn.Conv2d, nn.Linear)))
@@ -194,13 +233,14 @@ def test_initialize_sets_every_layer_smps_way(name):
     for qualified, layer in layers.items():
         fan_in = layer.weight[0].numel()
         fan_out = layer.weight.shape[0] * layer.weight[0, 0].numel()
-        widest = max(math.sqrt(6 / fan_in), math.sqrt(6 / (fan_in + fan_out)))
+        he, xavier = math.sqrt(6 / fan_in), math.sqrt(6 / (fan_in + fan_out))
         largest = layer.weight.abs().max().item()
-        assert 1 / math.sqrt(fan_in) < largest <= widest, qualified
+        # drawn from U(-bound, bound) of one of them: the largest of many draws is near it
+        assert min(he, xavier) / 2 < largest <= max(he, xavier), qualified
         assert layer.bias is None or not layer.bias.any(), qualified
     for qualified, norm in norms.items():
         assert torch.all(norm.weight == 1) and not norm.bias.any(), qualified
-    if isinstance(net, SaltNet):
+    if isinstance(net, SaltNet | SmpNet):
         assert all(torch.equal(v, encoder[k]) for k, v in net.encoder.state_dict().items())
     for (key, value), other in zip(net.state_dict().items(), again.state_dict().values()):
         assert torch.equal(value, other), key
@@ -286,6 +326,33 @@ def test_onnx_export_matches_eager(name, tmp_path):
     got = torch.from_numpy(session.run(None, {"tiles": x.numpy()})[0])
     # logits (about +-6 here): a ResNet34's summation order moves them by up to 2e-4
     torch.testing.assert_close(got, forward(net, x), atol=1e-3, rtol=1e-4)
+
+
+def net_config(name: str) -> dict:
+    """The Hydra config a training run would record for the case's net (its `net_config`)."""
+    build = CASES[name].build
+    if isinstance(build, functools.partial):
+        target = f"{build.func.__module__}.{build.func.__qualname__}"
+        return {"_target_": target, **build.keywords}
+    return model_config(name.removeprefix("experiment="))
+
+
+@pytest.mark.parametrize("name", EVERY_CASE)
+def test_a_checkpoint_rebuilds_the_net_on_the_meta_device(name):
+    """What predict, tune, export and the survey do with a run's net: rebuilt from its config on
+    the meta device, offline, taking the checkpoint's tensors, the same logits."""
+    net = built(name)
+    checkpoint = {
+        "state_dict": {f"net.{k}": v.clone() for k, v in net.state_dict().items()},
+        "hyper_parameters": {"net_config": net_config(name)},
+    }
+    rebuilt = load_net("case.ckpt", checkpoint)
+    x = tiles(CASES[name])
+    expected = forward(net, x)
+    got = forward(rebuilt, x)
+    assert set(got) == set(expected)
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key])
 
 
 def model_config(name: str) -> dict:

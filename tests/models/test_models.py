@@ -15,7 +15,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from salt.core.config import CONFIG_DIR
 from salt.core.errors import SaltError
-from salt.models import SaltNet, SeedUNet
+from salt.models import SaltNet, SeedUNet, SmpNet
 from salt.models.encoders import build_encoder
 from salt.training.losses import SaltLoss
 from tests.helpers.runs import compose_config
@@ -206,4 +206,4 @@ def test_imagenet_without_network_fails_fast_naming_the_fix():
 def test_model_configs_instantiate(path):
     cfg = OmegaConf.load(path)
     cfg.encoder_weights = None
-    assert isinstance(instantiate(cfg), (SaltNet, SeedUNet))
+    assert isinstance(instantiate(cfg), (SaltNet, SeedUNet, SmpNet))

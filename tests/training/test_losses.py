@@ -1,3 +1,4 @@
+import functools
 import math
 from pathlib import Path
 
@@ -5,12 +6,11 @@ import pytest
 import segmentation_models_pytorch as smp
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from salt.core.config import CONFIG_DIR
 from salt.core.errors import ConfigError, salt_error_in
 from salt.training.losses import LovaszHinge, SaltLoss, WeightedSum, lovasz_hinge
-from salt.training.module import build_module
+from salt.training.module import SaltModule, build_module
 from tests.helpers.runs import compose_config
 
 
@@ -139,11 +139,13 @@ def test_gradients_flow_to_every_output():
     assert all(o.grad is not None and o.grad.abs().sum() > 0 for o in outputs.values())
 
 
-@pytest.mark.parametrize(
-    "path", sorted(Path(CONFIG_DIR, "loss").glob("*.yaml")), ids=lambda p: p.stem
-)
-def test_loss_configs_instantiate_and_run(path):
-    criterion = instantiate(OmegaConf.load(path))
+LOSS_CONFIGS = sorted(p.stem for p in Path(CONFIG_DIR, "loss").glob("*.yaml"))
+EXPERIMENTS = sorted(p.stem for p in Path(CONFIG_DIR, "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", LOSS_CONFIGS)
+def test_loss_configs_instantiate_and_run(name):
+    criterion = instantiate(compose_config("train", [f"loss={name}"]).loss)
     outputs = {
         "mask": torch.randn(2, 1, 8, 8),
         "stage_masks": torch.randn(2, 2, 8, 8),
@@ -151,6 +153,55 @@ def test_loss_configs_instantiate_and_run(path):
     }
     losses = criterion(outputs, (torch.rand(2, 1, 8, 8) > 0.5).float())
     assert torch.isfinite(losses["loss"]) and {"mask", "stages", "classifier"} <= set(losses)
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_loss_config_swaps_whole_into_every_experiment(experiment):
+    """No experiment writes into the loss group: `loss=NAME` needs no other key to work."""
+    for name in LOSS_CONFIGS:
+        cfg = compose_config("train", [f"experiment={experiment}", f"loss={name}"])
+        expected = compose_config("train", [f"loss={name}"]).loss
+        assert cfg.loss == expected, f"experiment={experiment} changes loss={name}"
+        instantiate(cfg.loss)
+
+
+def test_a_weighted_sum_mask_loss_reports_each_term_for_the_logs():
+    bce, dice = torch.nn.BCEWithLogitsLoss(), smp.losses.DiceLoss("binary")
+    loss = SaltLoss(WeightedSum({"bce": bce, "dice": dice}, {"bce": 2.0}))
+    logits = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    target = (torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(1)) > 0.5).float()
+    losses = loss({"mask": logits}, target)
+    assert set(losses) == {"mask", "mask/bce", "mask/dice", "loss"}
+    torch.testing.assert_close(losses["mask/bce"], bce(logits, target))
+    torch.testing.assert_close(losses["mask/dice"], dice(logits, target))
+    torch.testing.assert_close(losses["mask"], 2 * losses["mask/bce"] + losses["mask/dice"])
+    assert set(SaltLoss(LovaszHinge())({"mask": logits}, target)) == {"mask", "loss"}
+
+
+class TakesEpoch(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.epochs: list = []
+
+    def forward(self, outputs, target, epoch=None):
+        self.epochs.append(epoch)
+        return {"loss": outputs["mask"].sum() * 0}
+
+
+class NoEpoch(torch.nn.Module):
+    def forward(self, outputs, target):
+        return {"loss": outputs["mask"].sum() * 0}
+
+
+def test_the_fractional_epoch_goes_to_every_loss_whose_forward_takes_it():
+    """Whatever its attributes: a loss with no warm start gets it too, one without the
+    argument is called without it."""
+    optimizer = functools.partial(torch.optim.SGD, lr=0.1)
+    outputs, target = {"mask": torch.zeros(1, 1, 4, 4)}, torch.zeros(1, 1, 4, 4)
+    takes = TakesEpoch()
+    SaltModule(torch.nn.Identity(), takes, optimizer)._criterion(outputs, target, 1.25)
+    assert takes.epochs == [1.25]
+    assert SaltModule(torch.nn.Identity(), NoEpoch(), optimizer)._criterion(outputs, target, 2.0)
 
 
 def test_unknown_activation():
