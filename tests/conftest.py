@@ -70,5 +70,5 @@ def log_handlers_on_open_streams():
         for handler in getattr(logger, "handlers", []):
             stream = getattr(handler, "stream", None)
             if isinstance(handler, logging.StreamHandler) and getattr(stream, "closed", False):
-                handler.setStream(sys.stderr)
+                handler.stream = sys.stderr  # not setStream: it flushes the closed one
     yield
