@@ -4,6 +4,8 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 # torch's build: cuda (the default: PyPI's torch, with its NVIDIA libraries) or cpu (torch and
 # torchvision from PyTorch's CPU index, no NVIDIA libraries): make install TORCH=cpu
+# The CPU build is pinned at 2.13.0, the one whose CPU wheel was at hand offline; the benchmarks
+# ran PyPI's torch 2.14.1 (docs/install.md: CPU or CUDA torch)
 TORCH ?= cuda
 TORCH_CPU_VERSION ?= 2.13.0
 TORCHVISION_CPU_VERSION ?= 0.28.0
@@ -70,10 +72,12 @@ demo: $(STAMP) ## train the offline CPU demo on generated data (a few minutes)
 train: $(STAMP) ## train one fold: make train EXPERIMENT=resnet34 DATA=dir ARGS="data.fold=0"
 	$(PYTHON) -m salt.train experiment=$(EXPERIMENT) data.root=$(DATA) $(ARGS)
 
-# the kaggle CLI on PATH, or installed into .venv
+# the kaggle CLI of make data and make submit: .venv's where it is installed there (as the error
+# below says to), else the one on PATH
 KAGGLE_PATH = export PATH="$(abspath $(VENV))/bin:$$PATH";
+KAGGLE_MISSING = error: kaggle CLI not found ($(PYTHON) -m pip install kaggle; put your token in ~/.kaggle/kaggle.json)
 data: $(STAMP) ## download the competition data into DATA (needs the kaggle CLI and credentials)
-	@$(KAGGLE_PATH) command -v kaggle >/dev/null || { echo "error: kaggle CLI not found ($(PYTHON) -m pip install kaggle; put your token in ~/.kaggle/kaggle.json), or point DATA=/any/folder with the Kaggle layout"; exit 1; }
+	@$(KAGGLE_PATH) command -v kaggle >/dev/null || { echo "$(KAGGLE_MISSING), or point DATA=/any/folder with the Kaggle layout"; exit 1; }
 	mkdir -p $(DATA)
 	@$(KAGGLE_PATH) kaggle competitions download -c tgs-salt-identification-challenge -p $(DATA) || { echo "error: the Kaggle download was refused: sign in, accept the competition's rules at https://www.kaggle.com/c/tgs-salt-identification-challenge/rules and put your API token (Settings, Create New Token) in ~/.kaggle/kaggle.json"; exit 1; }
 	cd $(DATA) && unzip -oq tgs-salt-identification-challenge.zip && \
@@ -84,7 +88,7 @@ submit: $(STAMP) ## submission.csv from trained runs: make submit DATA=dir RUNS=
 	@test -n "$(RUNS)" || { echo 'error: pass RUNS="RUN_DIR ..." (run directories or checkpoint files)'; exit 1; }
 	$(PYTHON) -m salt.predict "runs=[$(subst $(space),$(comma),$(strip $(RUNS)))]" data.root=$(DATA) out=$(OUT) $(ARGS)
 	@if [ "$(KAGGLE_SUBMIT)" = 1 ]; then \
-		command -v kaggle >/dev/null || { echo "error: kaggle CLI not found (pip install kaggle)"; exit 1; }; \
+		$(KAGGLE_PATH) command -v kaggle >/dev/null || { echo "$(KAGGLE_MISSING)"; exit 1; }; \
 		message=$$($(PYTHON) -c "import sys; from salt.inference.submission import submission_message as m; print(m(sys.argv[1:]))" $(RUNS)); \
 		kaggle competitions submit -c tgs-salt-identification-challenge -f $(OUT) -m "$$message"; \
 	fi

@@ -254,6 +254,20 @@ def console_scripts() -> dict[str, str]:
 CONSOLE_SCRIPTS = console_scripts()
 
 
+def test_the_install_page_lists_every_console_script_with_its_module():
+    """docs/install.md's table: each row's scripts and, in the same order, their modules."""
+    text = (REPO_ROOT / "docs" / "install.md").read_text()
+    table = text.split("| console script | the same as |", 1)[1].split("\n\n", 1)[0]
+    listed = {}
+    for row in table.splitlines()[2:]:
+        scripts_cell, modules_cell = row.strip("| ").split(" | ")
+        scripts = re.findall(r"`(salt-[\w-]+)`", scripts_cell)
+        modules = re.findall(r"(salt\.[\w.]+)`", modules_cell)
+        assert len(scripts) == len(modules), row
+        listed.update(zip(scripts, modules))
+    assert listed == CONSOLE_SCRIPTS
+
+
 class Parsed(Exception):
     """Raised in place of running a program once its argparse parser has read the arguments."""
 

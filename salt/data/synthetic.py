@@ -288,8 +288,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train", type=_positive, default=400)
     parser.add_argument("--test", type=_positive, default=100)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--section", type=_section_shape, help="also write a HxW section")
-    parser.add_argument("--section-only", action="store_true", help="the section, no tiles")
+    parser.add_argument(
+        "--section",
+        type=_section_shape,
+        help="also write a HxW section beside the tiles: section.npy (amplitudes), section.png, "
+        "section_mask.png (its truth)",
+    )
+    parser.add_argument(
+        "--section-only", action="store_true", help="write the section and no tiles"
+    )
     add_cube_arguments(parser)
     args = parser.parse_args(argv)
     if args.section_only and not args.section:
@@ -308,8 +315,12 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def add_cube_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cube", type=parse_cube_shape, help="also write an IxXxT SEG-Y cube")
-    parser.add_argument("--cube-only", action="store_true", help="the cube, no tiles")
+    parser.add_argument(
+        "--cube",
+        type=parse_cube_shape,
+        help="also write an IxXxT survey beside the tiles: cube.sgy, cube_mask.npy (its truth)",
+    )
+    parser.add_argument("--cube-only", action="store_true", help="write the cube and no tiles")
     parser.add_argument("--sorting", choices=("inline", "crossline"), default="inline")
     parser.add_argument("--endian", choices=("big", "little"), default="big")
     parser.add_argument(
