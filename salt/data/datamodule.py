@@ -1,4 +1,4 @@
-"""The LightningDataModule: every tile in memory, reflect-padded to 128, augmented on the fly."""
+"""The LightningDataModule: every tile in memory, augmented on the fly, reflect-padded to 128."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Sampler, SequentialSampler
 from salt.core.checks import positive_number, whole_number
 from salt.core.errors import ConfigError
 from salt.data.dataset import TileDataset
-from salt.data.device_augment import BatchAugment
+from salt.data.device_augment import BatchAugment, from_albumentations
 from salt.data.device_loader import DeviceTileLoader, tiles_to_tensor
 from salt.data.folds import load_or_make_folds, make_folds
 from salt.data.io import TileSet, load_train
@@ -79,10 +79,12 @@ class TGSDataModule(pl.LightningDataModule):
     tiles per labelled tile in every batch (`MixedSampler`); clean labels only when no net
     behind them trained on this split's fold (`PseudoFolder.check_honest`).
 
-    `on_device`: the train/validation tiles are copied once to the trainer's root device and
-    batches are gathered and augmented there (`DeviceTileLoader`, augmented by
-    `device_transform` instead of `train_transform`); for a GPU and a small data set like this
-    one. `pin_memory=None` pins host batches exactly when the root device is CUDA.
+    `train_transform` is the one augmentation spec, an albumentations pipeline applied to the
+    101x101 tile before it is padded. `on_device`: the train/validation tiles are copied once to
+    the trainer's root device and batches are gathered and augmented there (`DeviceTileLoader`),
+    by the same spec run batch-wise (`from_albumentations`: a transform it cannot run is refused
+    here, in one line); for a GPU and a small data set like this one. `pin_memory=None` pins
+    host batches exactly when the root device is CUDA.
     """
 
     def __init__(
@@ -104,7 +106,6 @@ class TGSDataModule(pl.LightningDataModule):
         synthetic: dict | None = None,
         seed: int = 0,
         on_device: bool = False,
-        device_transform: BatchAugment | None = None,
         pseudo: str | None = None,
         pseudo_ratio: float = 0.5,
     ):
@@ -132,7 +133,9 @@ class TGSDataModule(pl.LightningDataModule):
         )
         self.train_transform = train_transform
         self.on_device = on_device
-        self.device_transform = device_transform
+        self.device_transform: BatchAugment | None = None
+        if on_device and train_transform is not None:
+            self.device_transform = from_albumentations(train_transform, "data.train_transform")
         self._device_tiles: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.tile_options: dict[str, Any] = dict(mean=mean, std=std, channels=channels)
         self.synthetic = synthetic
@@ -192,7 +195,7 @@ class TGSDataModule(pl.LightningDataModule):
         return options
 
     def device_tiles(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """(images, masks) of the "train" or "val" set as (N, 1, 128, 128) uint8 tensors on the
+        """(images, masks) of the "train" or "val" set as (N, 1, 101, 101) uint8 tensors on the
         root device, copied there once and cached."""
         device = self.root_device
         cached = self._device_tiles.get(split)

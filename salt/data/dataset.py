@@ -27,8 +27,9 @@ def _seed_transform(transform: Callable, seed: int) -> None:
 class TileDataset(Dataset):
     """(image, mask) pairs of float32 tensors shaped (C, 128, 128) and (1, 128, 128).
 
-    Tiles are padded once up front; `transform` is an albumentations pipeline applied to the
-    padded uint8 image and mask. Without masks (test tiles) items are 1-tuples `(image,)`. An item
+    `transform` is an albumentations pipeline applied to the 101x101 uint8 image and mask, before
+    they are reflect-padded to 128 (so a geometric transform fills its borders from the tile
+    itself, and the padding stays a mirror of the tile it sees). Without masks (test tiles) items are 1-tuples `(image,)`. An item
     is asked for by index, or by `(index, seed)` (from `SeededSampler`) to seed its augmentation.
     """
 
@@ -41,8 +42,8 @@ class TileDataset(Dataset):
         std: float = 0.25,
         channels: int = 1,
     ):
-        self.images = np.stack([pad_tile(image) for image in images]) if len(images) else images
-        self.masks = None if masks is None else np.stack([pad_tile(mask) for mask in masks])
+        self.images = images
+        self.masks = masks
         self.transform = transform
         self.mean, self.std, self.channels = mean, std, channels
 
@@ -58,10 +59,11 @@ class TileDataset(Dataset):
                 _seed_transform(self.transform, seed)
             augmented = self.transform(image=image, mask=image if mask is None else mask)
             image, mask = augmented["image"], (None if mask is None else augmented["mask"])
-        image_tensor = self.to_tensor(image)
+        image_tensor = self.to_tensor(pad_tile(np.ascontiguousarray(image)))
         if mask is None:
             return (image_tensor,)
-        return image_tensor, torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None]
+        padded = pad_tile(np.ascontiguousarray(mask))
+        return image_tensor, torch.from_numpy(padded.astype(np.float32))[None]
 
     def to_tensor(self, image: np.ndarray) -> torch.Tensor:
         scaled = (

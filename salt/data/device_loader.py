@@ -1,6 +1,6 @@
 """Batches gathered from tiles that sit on the training device, augmented there.
 
-The TGS train set is small enough (~3,200 padded uint8 tiles, ~50 MB) to live in GPU memory, so
+The TGS train set is small enough (~3,200 uint8 tiles, ~33 MB) to live in GPU memory, so
 a batch is one `index_select` and a vectorised `BatchAugment` on the device instead of
 per-sample albumentations in CPU workers. `DeviceTileLoader` yields what a `DataLoader` over a
 `TileDataset` yields for the same tiles (bit for bit without augmentation), on the device.
@@ -15,10 +15,11 @@ import numpy as np
 import torch
 
 from salt.data.device_augment import BatchAugment
+from salt.data.padding import pad_tiles
 
 
 def tiles_to_tensor(tiles: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
-    """(N, H, W) uint8 tiles (already padded) as an (N, 1, H, W) uint8 tensor on `device`."""
+    """(N, H, W) uint8 tiles (101x101, unpadded) as an (N, 1, H, W) uint8 tensor on `device`."""
     tensor = torch.from_numpy(np.ascontiguousarray(tiles, dtype=np.uint8))[:, None]
     return tensor.to(device)
 
@@ -33,14 +34,14 @@ def batch_seed(keys: list, batch: int, rank: int = 0) -> int:
 class DeviceTileLoader:
     """An iterable of `(images, masks)` batches drawn from tiles held as tensors on one device.
 
-    `images`: (N, 1, H, W) uint8 padded tiles; `masks`: (N, 1, H, W) {0, 1} (any dtype) or None,
-    on the same device. A batch is the sampler's next `batch_size` keys (indices, or
+    `images`: (N, 1, 101, 101) uint8 tiles; `masks`: (N, 1, 101, 101) {0, 1} (any dtype) or
+    None, on the same device. A batch is the sampler's next `batch_size` keys (indices, or
     `(index, seed)` from `SeededSampler`), gathered with one `index_select`, scaled to 0..1,
     augmented by `augment` (if any; its generator is seeded by `batch_seed`, so an epoch's batches
     depend only on what the sampler yields: with `SeededSampler`, on (seed, epoch, rank)),
-    normalised `(x - mean) / std` and expanded to `channels`, exactly as `TileDataset.to_tensor`.
-    Yields float32 `(images (B, channels, H, W), masks (B, 1, H, W))`, or `(images,)` without
-    masks. `sampler` is kept as an attribute, so Lightning calls its `set_epoch` every epoch.
+    reflect-padded to 128 (`pad_tiles`), normalised `(x - mean) / std` and expanded to
+    `channels`, exactly as `TileDataset` does (augmentation before padding). Yields float32
+    `(images (B, channels, 128, 128), masks (B, 1, 128, 128))`, or `(images,)` without masks. `sampler` is kept as an attribute, so Lightning calls its `set_epoch` every epoch.
     """
 
     batch_sampler = None  # Lightning reads `batch_sampler` of anything that has a `sampler`
@@ -129,5 +130,7 @@ class DeviceTileLoader:
         masks = None if self.masks is None else self.masks.index_select(0, index).float()
         if self.augment is not None:
             images, masks = self.augment(images, masks, generator=generator)
+        images = pad_tiles(images)
+        masks = None if masks is None else pad_tiles(masks)
         images = ((images - self.mean) / self.std).expand(-1, self.channels, -1, -1).contiguous()
         return (images,) if masks is None else (images, masks)

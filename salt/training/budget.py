@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 from typing import Any, NamedTuple
 
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities import rank_zero_info
 
-from salt.core.errors import ConfigError
-from salt.training.distributed import broadcast
+from salt.core.errors import ConfigError, SaltError
+from salt.training.distributed import CHECK_EVERY_N_STEPS, broadcast
 from salt.training.lightning_private import TimerBase
+from salt.training.schedules import cosine_cycles
 
-# how often the budget is read: one broadcast every this many optimizer steps under DDP
-CHECK_EVERY_N_STEPS = 10
+# steps before a time-budgeted schedule is planned from the measured rate
+PLAN_AFTER_STEPS = 5
 # check_val_every_n_epoch for an epoch without validation
 NEVER = 2**31 - 1
 
@@ -101,3 +105,50 @@ class SharedClockTimer(TimerBase):
                 trainer.check_val_every_n_epoch = self._validation_every
             if self.verbose:
                 rank_zero_info(f"Time limit reached after {timedelta(seconds=round(elapsed))}.")
+
+
+class ScheduleFittedToRun(Callback):
+    """Fits a `CosineCycles` schedule to the run: its steps are planned from max_epochs/max_steps
+    when training starts and, under `trainer.max_time`, re-planned at every reading of the
+    budget's clock (`SharedClockTimer`: every step in one process, every `CHECK_EVERY_N_STEPS`
+    under DDP, rank 0's clock, so the same steps on every rank) from the rate so far, from the
+    `PLAN_AFTER_STEPS`th step on. A run stopped by its time budget so ends annealed, and every
+    rank follows the same schedule. Any other schedule is left alone.
+
+    `SaltModule` brings it (`configure_callbacks`); it must come after the timer in the trainer's
+    callbacks, which Lightning's order (the Trainer's, then the module's) gives.
+    """
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        scheduler = cosine_cycles(trainer)
+        if scheduler is None:
+            return
+        most_steps = trainer.estimated_stepping_batches
+        if math.isfinite(most_steps):
+            scheduler.total_steps = int(most_steps)
+        elif budget_timer(trainer) is None:
+            raise SaltError(
+                "sched: CosineCycles needs trainer.max_epochs, trainer.max_steps or "
+                "trainer.max_time to plan its cycles"
+            )
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any, **kwargs: Any
+    ) -> None:
+        scheduler = cosine_cycles(trainer)
+        timer = budget_timer(trainer)
+        if scheduler is None or timer is None or timer.reading is None:
+            return
+        reading = timer.reading
+        if reading.step != trainer.global_step or scheduler.last_epoch < PLAN_AFTER_STEPS:
+            return  # once per reading
+        scheduler.plan_for_time(
+            scheduler.last_epoch, reading.elapsed, reading.left, trainer.estimated_stepping_batches
+        )
+
+
+def budget_timer(trainer: pl.Trainer) -> SharedClockTimer | None:
+    """The trainer's time budget, if it has one."""
+    # Lightning sets trainer.callbacks at run time; Trainer does not declare it
+    callbacks = trainer.callbacks  # type: ignore[attr-defined]
+    return next((c for c in callbacks if isinstance(c, SharedClockTimer)), None)

@@ -12,10 +12,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import Callback
 
 from salt.core.errors import ConfigError, SaltError, salt_error_in
 from salt.core.launch import external_launch
+from salt.training.lightning_private import check_sigterm_every
+
+# how often the ranks talk outside the gradient sync: rank 0's clock (the time budget), the NaN
+# watch and Lightning's SIGTERM flag, every this many optimizer steps
+CHECK_EVERY_N_STEPS = 10
 
 T = TypeVar("T")
 
@@ -90,3 +97,18 @@ def rank_zero_does(trainer, work: Callable[[], T]) -> T:
     if failure is not None:
         raise RankZeroFailed(f"rank 0 failed, so rank {trainer.global_rank} stops too: {failure}")
     return result
+
+
+class SigtermCheckEveryNSteps(Callback):
+    """Under DDP, Lightning's SIGTERM flag is sent every `every_n_steps` optimizer steps instead
+    of every step (`check_sigterm_every`: what that changes, and what it does not).
+    `SaltModule` brings it (`configure_callbacks`)."""
+
+    def __init__(self, every_n_steps: int = CHECK_EVERY_N_STEPS):
+        if every_n_steps < 1:
+            raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
+        self.every_n_steps = every_n_steps
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.world_size > 1:
+            check_sigterm_every(trainer, self.every_n_steps)

@@ -37,6 +37,26 @@ def test_dataset_items_are_normalised_padded_tensors():
     assert TileDataset(images)[0][0].shape == (1, 128, 128) and len(TileDataset(images)[0]) == 1
 
 
+def test_transforms_see_the_tile_before_it_is_padded():
+    """A flip of the 101x101 tile, then the padding: the tile stays where crop_tile looks for it
+    (a flip of the padded tile would move it one pixel, as the padding is 13 before, 14 after)."""
+    import albumentations as A
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (1, 101, 101), dtype=np.uint8)
+    masks = (images > 128).astype(np.uint8)
+    seen: list[tuple] = []
+
+    def flip(image, mask):
+        seen.append(image.shape)
+        return A.HorizontalFlip(p=1)(image=image, mask=mask)
+
+    image, mask = TileDataset(images, masks, flip, mean=0.0, std=1.0)[0]
+    assert seen == [(101, 101)]
+    assert np.array_equal(crop_tile(mask[0]).numpy(), masks[0, :, ::-1])
+    assert np.allclose(crop_tile(image[0]).numpy() * 255, images[0, :, ::-1], atol=1e-3)
+
+
 def test_datamodule_splits_one_fold_and_augments_only_training(train_config, tmp_path):
     cfg = train_config("data.fold=1")
     datamodule: TGSDataModule = instantiate(cfg.data)
@@ -54,7 +74,9 @@ def test_datamodule_splits_one_fold_and_augments_only_training(train_config, tmp
     assert torch.equal(val_a, val_b)  # no augmentation for validation
     torch.manual_seed(0)
     train_a = [datamodule.train_set[i][0] for i in range(8)]
-    plain = [datamodule.val_set.to_tensor(datamodule.train_set.images[i]) for i in range(8)]
+    plain = [
+        datamodule.val_set.to_tensor(pad_tile(datamodule.train_set.images[i])) for i in range(8)
+    ]
     assert any(not torch.equal(a, p) for a, p in zip(train_a, plain))
 
 

@@ -17,10 +17,11 @@ from torch.utils.data import DataLoader, SequentialSampler
 
 from salt.bench.syncs import HostSyncCounter
 from salt.bench.throughput import time_epoch
+from salt.core.errors import ConfigError, salt_error_in
 from salt.data import device_loader
 from salt.data.datamodule import SeededSampler, TGSDataModule
 from salt.data.dataset import TileDataset
-from salt.data.device_augment import BatchAugment
+from salt.data.device_augment import BatchAugment, from_albumentations
 from salt.data.device_loader import DeviceTileLoader, tiles_to_tensor
 from tests.helpers.runs import train_smoke
 
@@ -46,8 +47,8 @@ def smooth_images(n: int, size: int = 128, seed: int = 0) -> np.ndarray:
 
 
 def index_tiles(n: int) -> torch.Tensor:
-    """(n, 1, 8, 8) uint8 tiles whose every pixel is the tile's index."""
-    return torch.arange(n, dtype=torch.uint8).view(n, 1, 1, 1).expand(n, 1, 8, 8).contiguous()
+    """(n, 1, 101, 101) uint8 tiles whose every pixel is the tile's index."""
+    return torch.arange(n, dtype=torch.uint8).view(n, 1, 1, 1).expand(n, 1, 101, 101).contiguous()
 
 
 def decoded_indices(loader: DeviceTileLoader) -> list[int]:
@@ -57,8 +58,9 @@ def decoded_indices(loader: DeviceTileLoader) -> list[int]:
 
 def seeded_loader(epoch: int, seed: int = 3, one_tile: bool = False, **options):
     """An augmented loader over 12 tiles (12 copies of one tile: only the augmentation varies)."""
-    masks = torch.from_numpy(blob_masks(1 if one_tile else 12))[:, None].expand(12, -1, -1, -1)
-    images = tiles_to_tensor(smooth_images(1 if one_tile else 12)).expand(12, -1, -1, -1)
+    masks = torch.from_numpy(blob_masks(1 if one_tile else 12, size=101))[:, None]
+    images = tiles_to_tensor(smooth_images(1 if one_tile else 12, size=101))
+    masks, images = masks.expand(12, -1, -1, -1), images.expand(12, -1, -1, -1)
     sampler = SeededSampler(range(12), seed=seed)
     sampler.set_epoch(epoch)
     return DeviceTileLoader(images, masks, sampler, batch_size=5, augment=BatchAugment(), **options)
@@ -254,28 +256,92 @@ def test_datamodule_on_device_yields_the_cpu_batches_and_uploads_once(train_conf
 
 
 def test_datamodule_on_device_without_transform_serves_plain_training_tiles(train_config):
-    cfg = train_config("data.on_device=true", "data.device_transform=null")
+    cfg = train_config("data.on_device=true", "data.train_transform=null")
     datamodule: TGSDataModule = instantiate(cfg.data)
     datamodule.setup("fit")
+    assert datamodule.device_transform is None
     loader = datamodule.train_dataloader()
     order = [index for index, _ in loader.sampler]
-    plain = torch.stack(
-        [datamodule.val_set.to_tensor(datamodule.train_set.images[i]) for i in order]
-    )
+    plain = torch.stack([datamodule.train_set[i][0] for i in order])
     assert torch.equal(torch.cat([b[0] for b in loader]), plain[: len(loader) * loader.batch_size])
 
 
-def test_device_transform_config_mirrors_the_albumentations_pipeline(train_config):
-    data = train_config().data
-    flip, affine, brightness = (instantiate(t) for t in data.train_transform.transforms)
-    ours = instantiate(data.device_transform)
-    assert ours.hflip_p == flip.p and ours.affine_p == affine.p
-    assert ours.brightness_contrast_p == brightness.p
-    assert list(ours.translate) == list(data.train_transform.transforms[1].translate_percent)
-    assert list(ours.scale) == list(data.train_transform.transforms[1].scale)
-    assert list(ours.rotate) == list(data.train_transform.transforms[1].rotate)
-    assert list(ours.brightness) == list(brightness.brightness_limit)
-    assert list(ours.contrast) == list(brightness.contrast_limit)
+def test_the_device_runs_the_one_augmentation_spec_and_follows_a_change_to_it(train_config):
+    """No second spec: the device's augmentation is read from data.train_transform, so an
+    override of the albumentations pipeline reaches it, a dropped transform is switched off."""
+    datamodule: TGSDataModule = instantiate(train_config("data.on_device=true").data)
+    _, affine, brightness = datamodule.train_transform.transforms
+    ours = datamodule.device_transform
+    assert isinstance(ours, BatchAugment)
+    assert (ours.hflip_p, ours.affine_p, ours.brightness_contrast_p) == (0.5, 0.5, 0.5)
+    assert ours.translate == affine.translate_percent["x"] and ours.rotate == affine.rotate
+    assert ours.scale == affine.scale["x"] and ours.scale_y == affine.scale["y"]
+    assert not ours.keep_ratio  # albumentations' Affine draws x and y scales apart
+    assert ours.brightness == brightness.brightness_limit
+    assert ours.contrast == brightness.contrast_limit
+
+    changed = train_config(
+        "data.on_device=true",
+        "data.train_transform.transforms=[{_target_: albumentations.Affine, rotate: [-30, 30], "
+        "border_mode: 4, p: 0.7}]",
+    ).data
+    ours = instantiate(changed).device_transform
+    assert ours.rotate == (-30.0, 30.0) and ours.affine_p == 0.7
+    assert ours.hflip_p == ours.brightness_contrast_p == 0.0  # not in the spec: not run
+
+
+@pytest.mark.parametrize(
+    "transform, refused",
+    [
+        ("{_target_: albumentations.GaussNoise}", "GaussNoise cannot run on the device"),
+        (
+            "{_target_: albumentations.Affine, shear: 5, border_mode: 4}",
+            "Affine(shear=",
+        ),
+        ("{_target_: albumentations.Affine, border_mode: 0}", "Affine(border_mode=0)"),
+    ],
+)
+def test_a_spec_the_device_cannot_run_is_refused_in_one_line(train_config, transform, refused):
+    cfg = train_config("data.on_device=true", f"data.train_transform.transforms=[{transform}]")
+    with pytest.raises(Exception) as raised:  # Hydra's InstantiationException around it
+        instantiate(cfg.data)
+    error = salt_error_in(raised.value)
+    assert isinstance(error, ConfigError), raised.value
+    assert str(error).startswith("data.train_transform: ") and "\n" not in str(error)
+    assert refused in str(error)
+    instantiate(cfg.data, on_device=False)  # the CPU path runs any albumentations pipeline
+
+
+def test_anisotropic_affine_from_the_spec_matches_albumentations():
+    """albumentations' Affine draws the x and y scales apart (keep_ratio=False, its default):
+    the device's warp with fixed factors 1.15 and 0.9 lands where albumentations' does."""
+    image = smooth_images(1, size=101)[0]
+    spec = A.Compose(
+        [
+            A.Affine(
+                translate_percent={"x": (0.05, 0.05), "y": (0.05, 0.05)},
+                scale={"x": (1.15, 1.15), "y": (0.9, 0.9)},
+                rotate=(7, 7),
+                border_mode=cv2.BORDER_REFLECT_101,
+                p=1,
+            )
+        ]
+    )
+    reference = spec(image=image)["image"].astype(np.float32) / 255
+    ours = from_albumentations(spec)(torch.from_numpy(image).float()[None, None] / 255)[0]
+    difference = np.abs(ours[0, 0].numpy() - reference)
+    assert difference.max() <= 1.5 / 255
+    swapped = (
+        A.Affine(
+            translate_percent={"x": (0.05, 0.05), "y": (0.05, 0.05)},
+            scale={"x": (0.9, 0.9), "y": (1.15, 1.15)},
+            rotate=(7, 7),
+            border_mode=cv2.BORDER_REFLECT_101,
+            p=1,
+        )(image=image)["image"].astype(np.float32)
+        / 255
+    )
+    assert np.abs(ours[0, 0].numpy() - swapped).mean() > 10 * difference.mean()
 
 
 def test_pin_memory_auto_follows_the_root_device(synthetic_root):

@@ -12,7 +12,7 @@ from salt.export import export
 from salt.models.checkpoints import load_net, read_checkpoint
 from salt.train import train
 from tests.helpers import custom_net
-from tests.helpers.runs import REPO_ROOT
+from tests.helpers.runs import REPO_ROOT, run_module
 
 
 def test_the_docs_print_the_minimal_net_the_tests_train():
@@ -55,3 +55,28 @@ def test_an_smp_architecture_trains_with_deep_supervision_and_the_salt_head(trai
     net = load_net("best.ckpt", checkpoint)
     outputs = net(torch.zeros(2, 1, 128, 128))
     assert set(outputs) == {"mask", "stage_masks", "salt_logit"}
+
+
+@pytest.mark.slow
+def test_an_smp_architecture_without_stages_trains_tunes_predicts_and_exports(
+    train_config, synthetic_root, tmp_path
+):
+    """model=smp model.arch=DeepLabV3Plus (a decoder with no stages to supervise): the whole
+    chain a user runs, each step as its command."""
+    model = OmegaConf.to_container(OmegaConf.load(REPO_ROOT / "conf" / "model" / "smp.yaml"))
+    model.update(arch="DeepLabV3Plus", encoder_name="resnet18", encoder_weights=None)
+    model.update(classifier=True, deep_supervision=False)
+    run = trained(train_config, model)
+    tuned = run_module("salt.tune", f"runs=[{run}]")
+    assert tuned.returncode == 0, tuned.stderr[-2000:]
+    submission = tmp_path / "submission.csv"
+    predicted = run_module(
+        "salt.predict",
+        f"runs=[{run}]",
+        f"data.root={synthetic_root}",
+        f"out={submission}",
+        "progress=false",
+    )
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    assert len(submission.read_text().splitlines()) == 1 + 10  # the header, every test tile
+    assert export(run, tmp_path / "net.onnx", "onnx", "best", tta=False) < 1e-4

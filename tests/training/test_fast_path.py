@@ -6,13 +6,11 @@ from __future__ import annotations
 import pytest
 import pytorch_lightning as pl
 import torch
-from torch import nn
 
 import salt.train
 from salt.bench.syncs import HostSyncCounter
 from salt.train import train
 from salt.training.compile import CompiledOrEager
-from salt.training.module import build_module
 
 TRAIN_BATCHES = 6
 
@@ -79,45 +77,6 @@ def test_the_sync_counter_sees_what_would_stall_a_gpu():
         "boolean-mask indexing": 1,
         "nonzero": 1,
     }
-
-
-def test_a_nan_between_checks_names_its_batch_and_stops_before_any_checkpoint(
-    train_config, monkeypatch, tmp_path
-):
-    """The loss of batch 1 is NaN, the check runs every 3 steps: training stops after batch 2
-    (the check), the message names batch 1, nothing is saved."""
-    seen = []
-
-    class NanAtBatchOne(nn.Module):
-        def __init__(self, loss: nn.Module, owner: list):
-            super().__init__()
-            self.loss, self.owner = loss, owner  # the module in a list: not a submodule
-
-        def forward(self, outputs, masks):
-            losses = self.loss(outputs, masks)
-            batch = self.owner[0].trainer.fit_loop.epoch_loop.batch_idx
-            seen.append(batch)
-            if batch == 1:
-                losses["loss"] = losses["loss"] * float("nan")
-            return losses
-
-    def poisoned(cfg):
-        module = build_module(cfg)
-        module.loss = NanAtBatchOne(module.loss, [module])
-        return module
-
-    monkeypatch.setattr(salt.train, "build_module", poisoned)
-    run = tmp_path / "run"
-    cfg = train_config(
-        "trainer.limit_train_batches=5",
-        "module.finite_check_every_n_steps=3",
-        "data.batch_size=4",
-        output_dir=run,
-    )
-    with pytest.raises(salt.train.SaltError, match="training loss is nan at epoch 0, batch 1"):
-        train(cfg)
-    assert seen == [0, 1, 2]
-    assert not (run / "checkpoints").exists()
 
 
 def test_a_compiled_net_trains_and_keeps_its_checkpoint_keys(train_config, tmp_path):
