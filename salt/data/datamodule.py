@@ -22,12 +22,13 @@ from salt.data.io import TileSet, load_train
 from salt.data.lineage import split_fingerprint
 from salt.data.pseudo import PseudoFolder
 from salt.data.samplers import MixedSampler, SeededSampler
+from salt.data.synthetic_seismic import STYLES
 
 # SeededSampler moved to salt.data.samplers; importers of it from here keep working
 __all__ = ["MixedSampler", "SeededSampler", "TGSDataModule"]
 
 
-SYNTHETIC_OPTIONS = ("n_train", "n_test", "seed")
+SYNTHETIC_OPTIONS = ("n_train", "n_test", "seed", "style")
 
 
 def check_settings(
@@ -64,6 +65,13 @@ def check_settings(
                     "data.synthetic",
                     f"unknown option {key!r} (choose from {', '.join(SYNTHETIC_OPTIONS)})",
                 )
+            if key == "style":
+                if value not in STYLES:
+                    raise ConfigError(
+                        "data.synthetic.style",
+                        f"choose from {', '.join(STYLES)}, got {value!r}",
+                    )
+                continue
             whole_number(f"data.synthetic.{key}", value, 0 if key != "n_train" else 1)
 
 

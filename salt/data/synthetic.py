@@ -1,13 +1,21 @@
 """Generated seismic tiles with salt bodies, in the Kaggle TGS layout and formats.
 
     python -m salt.data.synthetic OUT_DIR --train N --test M --seed S [--section HxW [--section-only]]
+        [--style seismic|speckle] [--frequency F] [--noise N] [--polarity 1|-1] [--gain G]
     python -m salt.data.synthetic OUT_DIR --cube IxXxT --cube-only [--sorting ...] [--endian ...]
 
-Each tile is a reflectivity series (random layer boundaries) folded and dipped by smooth
-vertical displacements, convolved with a Ricker wavelet along depth, plus noise. A salt body
-(smooth blob, body rising from the bottom, or a near-vertical flank) replaces the layering with a
-weak chaotic interior and a bright boundary reflection. About 39% of the tiles have no salt and
-about 1.5% are blank, as in the competition data. The same arguments write the same bytes.
+Two styles (`--style`). `speckle`, the default for now: each tile a reflectivity series folded
+and dipped, convolved with a Ricker wavelet, plus noise, and a salt body (blob, body rising from
+the bottom, near-vertical flank) drawn as a weak chaotic interior with a bright rim: salt as
+bright speckle, which a net trained on the real tiles does not recognise. `seismic`: tiles cut
+from sections of an earth model (`salt.data.earth_model`): layered sediments, dipped, folded,
+faulted and dragged up against salt bodies (diapirs, domes, sheets) that are one fast,
+reflection-poor unit, imaged by the reflectivity of their log-impedance convolved with a Ricker
+wavelet, smeared across traces, with band-limited noise; salt so looks as in the TGS tiles, a
+smooth, dim body under a bright top, the layers ending against its flanks. `--frequency`,
+`--noise`, `--polarity` and `--gain` fix its look (`earth_model.Style`; drawn per section when
+not given). Either way about 39% of the tiles have no salt and about 1.5% are blank, as in the
+competition data. The same arguments write the same bytes.
 
 `--section HxW` also writes one large section with several salt bodies: `section.npy` (float32
 seismic amplitudes, zero mean, unit std, as a SEG-Y section would hold), `section.png` (the
@@ -33,14 +41,17 @@ import numpy as np
 
 from salt.core.errors import DataError
 from salt.core.files import atomic_path, write_text
+from salt.data.earth_model import ANY_LOOK, Style, earth_tiles, make_earth_section, to_gray
 from salt.data.io import write_png
 from salt.data.padding import TILE
 from salt.data.rle import rle_encode
 from salt.data.synthetic_cube import write_cube
 from salt.data.synthetic_seismic import (
     BOUNDARY_GAIN,
+    DEFAULT_STYLE,
     INTERIOR_STD,
     NOISE_STD,
+    STYLES,
     random_wavelet,
     reflectivity_series,
 )
@@ -134,8 +145,8 @@ def coverage_target(rng: np.random.Generator) -> float:
     return float(np.clip(rng.beta(0.9, 1.3), 0.005, 0.985))
 
 
-def make_tile(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """One (image uint8 (101, 101), mask uint8 {0, 1} (101, 101)) pair."""
+def speckle_tile(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One (image uint8 (101, 101), mask uint8 {0, 1} (101, 101)) pair of the speckle style."""
     shape = (TILE, TILE)
     if rng.random() < BLANK_FRACTION:
         return np.full(shape, int(rng.integers(0, 256)), dtype=np.uint8), np.zeros(shape, np.uint8)
@@ -144,15 +155,50 @@ def make_tile(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     return render(rng, layered_reflectivity(rng, shape), mask), mask
 
 
+def make_tiles(
+    rng: np.random.Generator, count: int, style: str = DEFAULT_STYLE, look: Style = ANY_LOOK
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """`count` (image uint8 (101, 101), mask uint8 {0, 1}) tiles of `style`."""
+    check_style(style)
+    if style == "speckle":
+        return [speckle_tile(rng) for _ in range(count)]
+    return earth_tiles(rng, count, look)
+
+
+def make_tile(
+    rng: np.random.Generator, style: str = DEFAULT_STYLE
+) -> tuple[np.ndarray, np.ndarray]:
+    """One (image uint8 (101, 101), mask uint8 {0, 1} (101, 101)) pair."""
+    return make_tiles(rng, 1, style)[0]
+
+
+def check_style(style: str) -> None:
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {', '.join(STYLES)}, got {style!r}")
+
+
 def make_section(
-    height: int, width: int, seed: int = 0, amplitudes: bool = False
+    height: int,
+    width: int,
+    seed: int = 0,
+    amplitudes: bool = False,
+    style: str = DEFAULT_STYLE,
+    look: Style = ANY_LOOK,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One large section with several salt bodies: (image, {0, 1} mask).
 
     The image is uint8 like the tiles or, with `amplitudes`, the zero-mean float32 seismic
-    amplitudes it is rendered from (what a SEG-Y section holds).
+    amplitudes it is rendered from (what a SEG-Y section holds). `look` fixes the seismic
+    style's knobs.
     """
+    check_style(style)
     rng = np.random.default_rng(seed)
+    if style == "seismic":
+        bodies = max(1, min(4, round(width / max(height, 1) * 1.2)))
+        section = make_earth_section((height, width), rng, look, bodies=bodies)
+        if amplitudes:
+            return section.amplitude, section.mask
+        return to_gray(section.amplitude, rng.uniform(25, 40), 0.0), section.mask
     field = smooth_noise(rng, (height, width), max(3, height // 150))
     mask = (field > np.quantile(field, 0.8)).astype(np.uint8)
     amplitude = seismic_amplitude(rng, layered_reflectivity(rng, (height, width)), mask)
@@ -175,8 +221,17 @@ def write_mask(path: Path, mask: np.ndarray) -> None:
     write_png(path, mask.astype(np.uint16) * 65535 if mask.any() else mask.astype(np.uint8))
 
 
-def generate(out_dir, n_train: int = 400, n_test: int = 100, seed: int = 0) -> Path:
-    """Write `n_train` labelled and `n_test` test tiles in the Kaggle layout under `out_dir`."""
+def generate(
+    out_dir,
+    n_train: int = 400,
+    n_test: int = 100,
+    seed: int = 0,
+    style: str = DEFAULT_STYLE,
+    look: Style = ANY_LOOK,
+) -> Path:
+    """Write `n_train` labelled and `n_test` test tiles of `style` in the Kaggle layout under
+    `out_dir`."""
+    check_style(style)
     out = Path(out_dir)
     for folder in ("train/images", "train/masks", "test/images"):
         (out / folder).mkdir(parents=True, exist_ok=True)
@@ -184,13 +239,13 @@ def generate(out_dir, n_train: int = 400, n_test: int = 100, seed: int = 0) -> P
     ids = unique_ids(rng, n_train + n_test)
     train_ids, test_ids = ids[:n_train], ids[n_train:]
     rows = []
-    for tile_id in train_ids:
-        image, mask = make_tile(rng)
+    train_tiles = make_tiles(rng, n_train, style, look)
+    test_tiles = make_tiles(rng, n_test, style, look)
+    for tile_id, (image, mask) in zip(train_ids, train_tiles, strict=True):
         write_png(out / "train/images" / f"{tile_id}.png", cv2.merge([image] * 3))
         write_mask(out / "train/masks" / f"{tile_id}.png", mask)
         rows.append(f"{tile_id},{rle_encode(mask)}\n")
-    for tile_id in test_ids:
-        image, _ = make_tile(rng)
+    for tile_id, (image, _) in zip(test_ids, test_tiles, strict=True):
         write_png(out / "test/images" / f"{tile_id}.png", cv2.merge([image] * 3))
     depths = rng.integers(50, 960, len(ids))
     write_text(out / "depths.csv", "id,z\n" + "".join(f"{i},{z}\n" for i, z in zip(ids, depths)))
@@ -271,11 +326,18 @@ def _fraction(text: str) -> float:
     return value
 
 
-def write_section(out: Path, height: int, width: int, seed: int) -> None:
+def write_section(
+    out: Path,
+    height: int,
+    width: int,
+    seed: int,
+    style: str = DEFAULT_STYLE,
+    look: Style = ANY_LOOK,
+) -> None:
     """section.npy (float32 amplitudes), section.png (uint8) and section_mask.png (0/255)."""
     out.mkdir(parents=True, exist_ok=True)
-    amplitude, mask = make_section(height, width, seed=seed, amplitudes=True)
-    image, _ = make_section(height, width, seed=seed)
+    amplitude, mask = make_section(height, width, seed, True, style, look)
+    image, _ = make_section(height, width, seed, False, style, look)
     with atomic_path(out / "section.npy") as tmp:
         np.save(tmp, amplitude)
     write_png(out / "section.png", image)
@@ -297,21 +359,47 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--section-only", action="store_true", help="write the section and no tiles"
     )
+    add_style_arguments(parser)
     add_cube_arguments(parser)
     args = parser.parse_args(argv)
+    try:
+        look_from(args).check()
+    except ValueError as error:
+        parser.error(str(error))
     if args.section_only and not args.section:
         parser.error("--section-only needs --section HxW")
     if args.cube_only and not args.cube:
         parser.error("--cube-only needs --cube IxXxT")
     if not (args.section_only or args.cube_only):
-        generate(args.out_dir, args.train, args.test, args.seed)
+        generate(args.out_dir, args.train, args.test, args.seed, args.style, look_from(args))
         print(f"wrote {args.train} train and {args.test} test tiles to {args.out_dir}")
     if args.section:
         height, width = args.section
-        write_section(args.out_dir, height, width, seed=args.seed)
+        write_section(args.out_dir, height, width, args.seed, args.style, look_from(args))
         print(f"wrote a {height}x{width} section to {args.out_dir}/section.npy (.png, _mask.png)")
     if args.cube:
         write_cube_from(args)
+
+
+def add_style_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--style",
+        choices=STYLES,
+        default=DEFAULT_STYLE,
+        help="seismic: the earth model (salt as the TGS tiles show it); speckle (the default, "
+        "for now): the first generator, salt as bright speckle",
+    )
+    look = parser.add_argument_group("the seismic style's look (drawn per section when not given)")
+    look.add_argument("--frequency", type=float, help="Ricker peak, cycles per sample (0.03-0.12)")
+    look.add_argument("--noise", type=float, help="noise std relative to the signal (0.04-0.25)")
+    look.add_argument(
+        "--polarity", type=int, choices=(1, -1), help="1: the top of salt is a peak, -1 a trough"
+    )
+    look.add_argument("--gain", type=float, help="amplitude times 1 + GAIN * depth / depth")
+
+
+def look_from(args: argparse.Namespace) -> Style:
+    return Style(args.frequency, args.noise, args.polarity, args.gain)
 
 
 def add_cube_arguments(parser: argparse.ArgumentParser) -> None:
@@ -341,6 +429,8 @@ def write_cube_from(args: argparse.Namespace) -> None:
         seed=args.seed,
         missing_fraction=args.missing,
         dead_fraction=args.dead,
+        style=args.style,
+        look=look_from(args),
         sorting=args.sorting,
         endian=args.endian,
         format=args.format,

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +35,14 @@ import cv2
 import numpy as np
 
 from salt.core.files import atomic_path
+from salt.data import earth_model
+from salt.data.earth_model import ANY_LOOK, Style
 from salt.data.synthetic_seismic import (
     BOUNDARY_GAIN,
+    DEFAULT_STYLE,
     INTERIOR_STD,
     NOISE_STD,
+    STYLES,
     random_wavelet,
     reflectivity_series,
 )
@@ -282,9 +286,14 @@ class Layers:
             shift += amplitude * np.sin(2 * np.pi * along / period + phase)
         return shift
 
-    def inline(self, inline: int, crosslines: int, samples: int) -> np.ndarray:
-        """(crosslines, samples) float32, linearly interpolated as cv2.remap does in 2-D."""
+    def inline(
+        self, inline: int, crosslines: int, samples: int, lift: np.ndarray | None = None
+    ) -> np.ndarray:
+        """(crosslines, samples) float32, linearly interpolated as cv2.remap does in 2-D; `lift`
+        (crosslines, samples) raises the layers there by that many samples (drag)."""
         position = self.margin + self.shift(inline, crosslines)[:, None] + np.arange(samples)
+        if lift is not None:
+            position = position + lift
         position = np.clip(position, 0, len(self.series) - 1.001)
         index = position.astype(np.int64)
         fraction = (position - index).astype(np.float32)
@@ -292,7 +301,9 @@ class Layers:
         return below + fraction * (above - below)
 
 
-def random_layers(rng: np.random.Generator, shape: Shape3) -> Layers:
+def random_layers(
+    rng: np.random.Generator, shape: Shape3, series: np.ndarray | None = None
+) -> Layers:
     """Layer boundaries as in `salt.data.synthetic.layered_reflectivity`, dipping and folded
     gently in both horizontal directions."""
     inlines, crosslines, samples = shape
@@ -309,8 +320,9 @@ def random_layers(rng: np.random.Generator, shape: Shape3) -> Layers:
         ]
     )
     reach = abs(dips[0]) * inlines + abs(dips[1]) * crosslines + folds[:, 0].sum()
-    margin = int(math.ceil(reach)) + 2
-    series = reflectivity_series(rng, samples + 2 * margin)
+    margin = int(math.ceil(reach)) + 2 + (samples if series is not None else 0)
+    if series is None:
+        series = reflectivity_series(rng, samples + 2 * margin)
     return Layers(series, margin, dips, folds)
 
 
@@ -325,6 +337,12 @@ class CubeModel:
     wavelet: np.ndarray
     boundary_gain: float
     amplitude_std: float = 1.0
+    style: str = "speckle"  # cube_model sets "seismic" with the fields below
+    look: Style = ANY_LOOK  # drawn: every knob set
+    impedance: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    """the seismic style's salt log-impedance, layer step, drag (samples), drag length (traces)"""
+    smear: float = 0.8
+    noise_smear: float = 1.5
 
     def mask(self, inline: int) -> np.ndarray:
         """Inline `inline`'s salt: (crosslines, samples) uint8 0/1."""
@@ -342,6 +360,8 @@ class CubeModel:
         mask = masks[1]
         assert mask is not None, "an inline needs its own mask"
         rng = np.random.default_rng([self.seed, inline])
+        if self.style == "seismic":
+            return self._seismic_amplitude(inline, mask, rng)
         salt = mask.astype(np.float32)
         interior = rng.standard_normal(mask.shape, dtype=np.float32) * INTERIOR_STD
         reflectivity = self.layers.inline(inline, *mask.shape)
@@ -356,6 +376,44 @@ class CubeModel:
         amplitude /= self.amplitude_std
         return amplitude
 
+    def _seismic_amplitude(
+        self, inline: int, mask: np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray:
+        """The earth model's imaging (`salt.data.earth_model`) of one inline: the layers read
+        where they were dragged up near the salt of this inline, salt one fast unit."""
+        salt_value, step, drag, drag_length = self.impedance
+        crosslines, samples = mask.shape
+        lift = None
+        if mask.any() and drag:
+            distance = cv2.distanceTransform((1 - mask).astype(np.uint8), cv2.DIST_L2, 5)
+            lift = drag * np.exp(-distance / drag_length)
+        sediments = self.layers.inline(inline, crosslines, samples, lift)
+        interior = salt_value + rng.normal(0, earth_model.SALT_CHAOS * step, mask.shape)
+        impedance = np.where(mask > 0, interior.astype(np.float32), sediments)
+        amplitude = earth_model.image(
+            rng,
+            np.ascontiguousarray(impedance.T),
+            self.look,
+            self.smear,
+            normalise=False,
+            noise=np.ascontiguousarray(self._noise(inline, mask.shape).T),
+            noise_smear=self.noise_smear,
+        ).T
+        return np.ascontiguousarray(amplitude / self.amplitude_std, dtype=np.float32)
+
+    def _noise(self, inline: int, shape: tuple[int, int]) -> np.ndarray:
+        """Inline `inline`'s white noise, smoothed across inlines as `image` smooths it across
+        crosslines (a Gaussian of `noise_smear` inlines over the inlines' own draws), so the
+        noise looks the same along both axes and each inline is still computed alone."""
+        reach = int(math.ceil(2 * self.noise_smear))
+        weights = np.exp(-0.5 * (np.arange(-reach, reach + 1) / self.noise_smear) ** 2)
+        weights /= math.sqrt((weights**2).sum())
+        total = np.zeros(shape, np.float32)
+        for offset, weight in zip(range(-reach, reach + 1), weights, strict=True):
+            draws = np.random.default_rng([self.seed, inline + offset + reach, 1])
+            total += weight * draws.standard_normal(shape, dtype=np.float32)
+        return total
+
 
 def boundary_3d(masks: Sequence[np.ndarray | None]) -> np.ndarray:
     """The 3x3x3 morphological gradient (dilation - erosion) of the middle mask of `masks`
@@ -368,18 +426,46 @@ def boundary_3d(masks: Sequence[np.ndarray | None]) -> np.ndarray:
     return dilated - eroded
 
 
-def cube_model(shape: Shape3, seed: int = 0) -> CubeModel:
-    """The random parameters of the cube (`shape`, `seed`), its amplitude std estimated."""
+def cube_model(
+    shape: Shape3, seed: int = 0, style: str = DEFAULT_STYLE, look: Style = ANY_LOOK
+) -> CubeModel:
+    """The random parameters of the cube (`shape`, `seed`), its amplitude std estimated.
+    `style` seismic: the earth model's imaging, `look` fixing its knobs (drawn per cube when
+    not given); speckle: the generator before it."""
     shape = _checked_shape(shape)
     if seed < 0:
         raise ValueError(f"seed must be non-negative, got {seed}")
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {', '.join(STYLES)}, got {style!r}")
     rng = np.random.default_rng(seed)
-    layers = random_layers(rng, shape)
+    if style == "speckle":
+        layers = random_layers(rng, shape)
+    else:
+        look = look.check().drawn(rng)
+        assert look.frequency is not None
+        thickness = rng.uniform(0.12, 0.45) / look.frequency
+        series, step = earth_model.sediment_series(rng, 6 * shape[2] + 64, thickness)
+        layers = random_layers(rng, shape, series)
     coverage = float(rng.uniform(*COVERAGE_RANGE))
     extent = np.asarray(shape, dtype=np.float64) / body_scale(shape)
     bodies = calibrated(random_bodies(rng, extent), shape, coverage)
     wavelet = random_wavelet(rng)
     model = CubeModel(shape, seed, layers, bodies, wavelet, float(rng.uniform(*BOUNDARY_GAIN)))
+    if style == "seismic":
+        impedance = (
+            float(series.mean() + rng.uniform(*earth_model.SALT_CONTRAST) * step),
+            step,
+            float(rng.uniform(*earth_model.DRAG) * shape[2]),
+            float(rng.uniform(*earth_model.DRAG_LENGTH) * shape[1]),
+        )
+        model = replace(
+            model,
+            style=style,
+            look=look,
+            impedance=impedance,
+            smear=float(rng.uniform(*earth_model.LATERAL_SMEAR)),
+            noise_smear=float(rng.uniform(*earth_model.NOISE_SMEAR)),
+        )
     return _with_amplitude_std(model)
 
 
@@ -398,15 +484,7 @@ def _with_amplitude_std(model: CubeModel) -> CubeModel:
             count + amplitude.size,
         )
     std = math.sqrt(max(squares / count - (total / count) ** 2, 0.0))
-    return CubeModel(
-        model.shape,
-        model.seed,
-        model.layers,
-        model.bodies,
-        model.wavelet,
-        model.boundary_gain,
-        std + 1e-6,
-    )
+    return replace(model, amplitude_std=std + 1e-6)
 
 
 def _checked_shape(shape: Sequence[int]) -> Shape3:
@@ -417,14 +495,18 @@ def _checked_shape(shape: Sequence[int]) -> Shape3:
 
 
 def cube_inlines(
-    shape: Shape3, seed: int = 0, model: CubeModel | None = None
+    shape: Shape3,
+    seed: int = 0,
+    model: CubeModel | None = None,
+    style: str = DEFAULT_STYLE,
+    look: Style = ANY_LOOK,
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """The cube (`shape` = (inlines, crosslines, samples), `seed`) one inline at a time:
     (inline index, amplitude (crosslines, samples) float32, mask (crosslines, samples) uint8
     0/1), in inline order. Holds three inlines' masks at a time; the values are those of
     `make_cube(shape, seed)`. `model` (from `cube_model(shape, seed)`) saves estimating it again.
     """
-    model = model or cube_model(shape, seed)
+    model = model or cube_model(shape, seed, style, look)
     inlines = model.shape[0]
     window: list[np.ndarray | None] = [None, model.mask(0), model.mask(1) if inlines > 1 else None]
     for inline in range(inlines):
@@ -435,13 +517,15 @@ def cube_inlines(
         window = [window[1], window[2], following]
 
 
-def make_cube(shape: Shape3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def make_cube(
+    shape: Shape3, seed: int = 0, style: str = DEFAULT_STYLE, look: Style = ANY_LOOK
+) -> tuple[np.ndarray, np.ndarray]:
     """A whole cube: (amplitude float32 (I, X, T), zero mean and about unit std; salt mask uint8
     0/1 (I, X, T)), samples along axis 2 running down in time. The same `shape` and `seed` give
     the same values; `cube_inlines` streams them."""
     amplitude = np.empty(_checked_shape(shape), np.float32)
     mask = np.empty(amplitude.shape, np.uint8)
-    for inline, inline_amplitude, inline_mask in cube_inlines(shape, seed):
+    for inline, inline_amplitude, inline_mask in cube_inlines(shape, seed, None, style, look):
         amplitude[inline], mask[inline] = inline_amplitude, inline_mask
     return amplitude, mask
 
@@ -670,6 +754,8 @@ def write_cube(
     seed: int = 0,
     missing_fraction: float = 0.0,
     dead_fraction: float = 0.0,
+    style: str = DEFAULT_STYLE,
+    look: Style = ANY_LOOK,
     **segy_options: Any,
 ) -> tuple[Path, Path]:
     """OUT_DIR/cube.sgy (the cube (`shape`, `seed`) as SEG-Y, inlines numbered from
@@ -688,7 +774,7 @@ def write_cube(
         np.lib.format.write_array_header_1_0(mask_file, header)
         write_segy_cube(
             segy_path,
-            _amplitudes_saving_masks(cube_inlines(shape, seed), mask_file),
+            _amplitudes_saving_masks(cube_inlines(shape, seed, None, style, look), mask_file),
             inline_numbers=FIRST_INLINE + np.arange(shape[0]),
             crossline_numbers=FIRST_CROSSLINE + np.arange(shape[1]),
             missing=corner_missing(grid, missing_fraction) if missing_fraction else None,

@@ -18,7 +18,7 @@ from lightning_fabric.utilities.throughput import get_available_flops
 from omegaconf import OmegaConf
 
 from salt.bench import bare_loop, quality, throughput
-from tests.helpers.runs import REPO_ROOT
+from tests.helpers.runs import REPO_ROOT, train_smoke
 
 SMALL = ["--experiment", "smoke", "--batches", "5", "--predict-images", "16", "--repeats", "1"]
 
@@ -261,3 +261,33 @@ def test_flops_option_prints_the_ratio_to_a_plain_unet_and_trains_nothing(capsys
     ratio = re.search(r'forward FLOPs: ([\d.]+)x smp.Unet\("resnet34"\)', out)
     assert ratio and 1.0 < float(ratio.group(1)) < 1.25, out
     assert "images/s" not in out
+
+
+@pytest.mark.slow
+def test_transfer_bench_scores_a_run_on_both_styles_and_back(synthetic_root, tmp_path):
+    """A smoke run stands for both nets (its generated data for the real tiles): every figure
+    of the table is measured, the section's and the cube's by salt.section and salt.survey."""
+    from salt.bench.transfer import main as transfer
+
+    run = tmp_path / "run"
+    train_smoke(synthetic_root, run, "trainer.max_epochs=1")
+    out = tmp_path / "transfer"
+    transfer(
+        [
+            f"--real={synthetic_root}",
+            f"--out={out}",
+            f"--real-run={run}",
+            f"--generated-run={run}",
+            "--tiles=20",
+            "--section=101x202",
+            "--cube=4x16x40",
+        ]
+    )
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["statistics"]) == {"real", "speckle", "seismic"}
+    for style in ("speckle", "seismic"):
+        figures = results["real_to_generated"][style]
+        for key in ("score", "iou_salted", "section_iou", "cube_iou", "tiles_against_real"):
+            assert 0 <= figures[key] <= 1 or key == "tiles_against_real", (style, key)
+    back = results["generated_to_real"]
+    assert back["tiles"] == 12 and 0 <= back["score"] <= 1  # fold 0 of the 60 tiles
