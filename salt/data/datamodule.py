@@ -41,9 +41,16 @@ def check_settings(
     synthetic: Any,
     pseudo: Any = None,
     pseudo_ratio: Any = 0.5,
+    train_fraction: Any = 1.0,
 ) -> None:
     """The data keys that would otherwise fail deep inside a loader or the split, by name."""
     whole_number("data.n_folds", n_folds, 2)
+    if not (
+        isinstance(train_fraction, int | float)
+        and not isinstance(train_fraction, bool)
+        and 0 < train_fraction <= 1
+    ):
+        raise ConfigError("data.train_fraction", f"must be in (0, 1], got {train_fraction!r}")
     if not (isinstance(fold, int) and not isinstance(fold, bool) and 0 <= fold < n_folds):
         raise ConfigError(
             "data.fold", f"must be in 0..{n_folds - 1} (data.n_folds={n_folds}), got {fold!r}"
@@ -75,6 +82,16 @@ def check_settings(
             whole_number(f"data.synthetic.{key}", value, 0 if key != "n_train" else 1)
 
 
+def spread_over_coverage(masks: np.ndarray, fraction: float, indices: np.ndarray) -> np.ndarray:
+    """`fraction` of `indices` (at least one), spread evenly over the salt coverage of their
+    `masks`: the same subset for every run of a split, whatever its seed, with the share of
+    empty tiles and the spread of coverage of the whole."""
+    coverage = masks.reshape(len(masks), -1).mean(axis=1)
+    ordered = indices[np.argsort(coverage, kind="stable")]
+    count = max(1, round(fraction * len(indices)))
+    return np.sort(ordered[np.linspace(0, len(ordered) - 1, count).round().astype(int)])
+
+
 class TGSDataModule(pl.LightningDataModule):
     """Train/validation split of one fold of a Kaggle-layout data root, and its test tiles.
 
@@ -86,6 +103,9 @@ class TGSDataModule(pl.LightningDataModule):
     only (never the validation fold, so never the OOF nor `salt.tune`), `pseudo_ratio` pseudo
     tiles per labelled tile in every batch (`MixedSampler`); clean labels only when no net
     behind them trained on this split's fold (`PseudoFolder.check_honest`).
+
+    `train_fraction` < 1 trains on that share of the training folds, spread over salt coverage
+    (the same tiles whatever the seed; the validation fold stays whole): learning curves.
 
     `train_transform` is the one augmentation spec, an albumentations pipeline applied to the
     101x101 tile before it is padded. `on_device`: the train/validation tiles are copied once to
@@ -116,6 +136,7 @@ class TGSDataModule(pl.LightningDataModule):
         on_device: bool = False,
         pseudo: str | None = None,
         pseudo_ratio: float = 0.5,
+        train_fraction: float = 1.0,
     ):
         super().__init__()
         check_settings(
@@ -128,7 +149,9 @@ class TGSDataModule(pl.LightningDataModule):
             synthetic,
             pseudo,
             pseudo_ratio,
+            train_fraction,
         )
+        self.train_fraction = float(train_fraction)
         self.root = Path(root)
         self.fold, self.n_folds, self.fold_seed = fold, n_folds, fold_seed
         self.folds_csv = Path(folds_csv) if folds_csv else None
@@ -178,7 +201,10 @@ class TGSDataModule(pl.LightningDataModule):
                 self.folds_csv, tiles.ids, tiles.truth, self.n_folds, self.fold_seed
             )
         in_val = folds["fold"].to_numpy() == self.fold
-        self.train_tiles = tiles.subset(np.flatnonzero(~in_val))
+        training = np.flatnonzero(~in_val)
+        if self.train_fraction < 1:
+            training = spread_over_coverage(tiles.truth[training], self.train_fraction, training)
+        self.train_tiles = tiles.subset(training)
         self.val_tiles = tiles.subset(np.flatnonzero(in_val))
         images, masks = self.train_tiles.images, self.train_tiles.truth
         if self.pseudo is not None:

@@ -29,8 +29,9 @@ class TileDataset(Dataset):
 
     `transform` is an albumentations pipeline applied to the 101x101 uint8 image and mask, before
     they are reflect-padded to 128 (so a geometric transform fills its borders from the tile
-    itself, and the padding stays a mirror of the tile it sees). Without masks (test tiles) items are 1-tuples `(image,)`. An item
-    is asked for by index, or by `(index, seed)` (from `SeededSampler`) to seed its augmentation.
+    itself, and the padding stays a mirror of the tile it sees). Without masks (test tiles) items
+    are 1-tuples `(image,)`. An item is asked for by index, or by `(index, seed)` (from
+    `SeededSampler`) to seed its augmentation.
     """
 
     def __init__(

@@ -53,9 +53,9 @@ class BatchAugment:
     - `affine_p`: probability of an affine warp; `translate_percent` (fraction of the width and
       height, drawn independently for x and y), `scale` (drawn independently for x and y, as
       albumentations' Affine does, or one factor for both with `keep_ratio`; `scale_y`, when
-      given, is the range of the y factor) and `rotate` (degrees), about the image centre. Images are resampled bilinearly, masks bilinearly then
-      thresholded at 0.5 (so they stay exactly {0, 1}); borders are reflected without repeating
-      the edge (`align_corners=True` reflection = cv2.BORDER_REFLECT_101, as the tile padding).
+      given, is the range of the y factor) and `rotate` (degrees), about the image centre.
+      Images are resampled bilinearly, masks bilinearly then thresholded at 0.5 (so they stay
+      exactly {0, 1}); borders are reflected without repeating the edge (`align_corners=True` reflection = cv2.BORDER_REFLECT_101, as the tile padding).
     - `brightness_contrast_p`: probability of `clip(image * (1 + c) + b, 0, 1)` with
       c in `contrast_limit` and b in `brightness_limit` (albumentations'
       RandomBrightnessContrast with `brightness_by_max`, for images in 0..1).

@@ -41,7 +41,8 @@ class DeviceTileLoader:
     depend only on what the sampler yields: with `SeededSampler`, on (seed, epoch, rank)),
     reflect-padded to 128 (`pad_tiles`), normalised `(x - mean) / std` and expanded to
     `channels`, exactly as `TileDataset` does (augmentation before padding). Yields float32
-    `(images (B, channels, 128, 128), masks (B, 1, 128, 128))`, or `(images,)` without masks. `sampler` is kept as an attribute, so Lightning calls its `set_epoch` every epoch.
+    `(images (B, channels, 128, 128), masks (B, 1, 128, 128))`, or `(images,)` without masks.
+    `sampler` is kept as an attribute, so Lightning calls its `set_epoch` every epoch.
     """
 
     batch_sampler = None  # Lightning reads `batch_sampler` of anything that has a `sampler`

@@ -3,7 +3,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from salt.core.errors import ConfigError
+from salt.core.errors import ConfigError, salt_error_in
 from salt.data.datamodule import TGSDataModule
 from salt.data.dataset import TileDataset
 from salt.data.padding import PAD_BEFORE, crop_tile, pad_tile, pad_tiles
@@ -91,3 +91,28 @@ def test_tensor_padding_matches_array_padding():
     tiles = np.random.default_rng(0).random((2, 101, 101)).astype(np.float32)
     padded = pad_tiles(torch.from_numpy(tiles)[:, None])
     assert torch.equal(padded[:, 0], torch.from_numpy(np.stack([pad_tile(t) for t in tiles])))
+
+
+def test_a_training_fraction_keeps_the_validation_fold_and_the_coverage_spread(train_config):
+    whole: TGSDataModule = instantiate(train_config().data)
+    whole.setup("fit")
+    quarter: TGSDataModule = instantiate(train_config("data.train_fraction=0.25", "seed=7").data)
+    quarter.setup("fit")
+    assert quarter.val_tiles.ids == whole.val_tiles.ids
+    assert len(quarter.train_tiles) == round(0.25 * len(whole.train_tiles))
+    assert set(quarter.train_tiles.ids) <= set(whole.train_tiles.ids)
+
+    def coverage(tiles):
+        return tiles.truth.reshape(len(tiles), -1).mean(axis=1)
+
+    assert (
+        abs(np.median(coverage(quarter.train_tiles)) - np.median(coverage(whole.train_tiles))) < 0.1
+    )
+    again: TGSDataModule = instantiate(train_config("data.train_fraction=0.25").data)
+    again.setup("fit")
+    assert again.train_tiles.ids == quarter.train_tiles.ids  # whatever the run's seed
+    for bad in (0, 1.5):
+        with pytest.raises(Exception) as raised:  # Hydra's InstantiationException around it
+            instantiate(train_config(f"data.train_fraction={bad}").data)
+        error = salt_error_in(raised.value)
+        assert str(error) == f"data.train_fraction: must be in (0, 1], got {bad}"

@@ -47,3 +47,33 @@ def test_channels_last_is_set_in_setup_before_ddp_wraps_the_net(train_config):
     assert not all(w.is_contiguous(memory_format=torch.channels_last) for w in convolutions)
     module.setup("fit")
     assert all(w.is_contiguous(memory_format=torch.channels_last) for w in convolutions)
+
+
+def test_the_sigterm_flag_is_sent_every_n_steps_under_ddp_and_left_alone_in_one_process():
+    from types import SimpleNamespace
+
+    from salt.training.distributed import SigtermCheckEveryNSteps
+
+    sent: list[int] = []
+
+    def trainer(world_size: int) -> SimpleNamespace:
+        loop = SimpleNamespace()
+        stub = SimpleNamespace(world_size=world_size, global_step=0)
+        loop._broadcast_sigterm_tensor = lambda: sent.append(stub.global_step)
+        stub.fit_loop = SimpleNamespace(epoch_loop=loop)
+        return stub
+
+    ddp = trainer(world_size=2)
+    SigtermCheckEveryNSteps(every_n_steps=10).on_fit_start(ddp, None)
+    for step in range(25):
+        ddp.global_step = step
+        ddp.fit_loop.epoch_loop._broadcast_sigterm_tensor()
+    assert sent == [0, 10, 20]
+
+    sent.clear()
+    single = trainer(world_size=1)
+    SigtermCheckEveryNSteps(every_n_steps=10).on_fit_start(single, None)
+    for step in range(3):
+        single.global_step = step
+        single.fit_loop.epoch_loop._broadcast_sigterm_tensor()
+    assert sent == [0, 1, 2]
