@@ -20,7 +20,7 @@ from salt.data.padding import PAD_BEFORE, TILE
 Draw = tuple[np.ndarray, np.ndarray]  # a 128x128 uint8 image and its {0, 1} mask
 
 
-def cpu_draws(image: np.ndarray, mask: np.ndarray, transform: Callable, seeds: list[int]):
+def cpu_draws(image: np.ndarray, mask: np.ndarray, transform: Callable | None, seeds: list[int]):
     """The padded (image, mask) the CPU path makes of one tile, once per augmentation seed."""
     dataset = TileDataset(image[None], mask[None], transform, mean=0.0, std=1.0)
     return [_as_uint8(dataset[(0, seed)]) for seed in seeds]

@@ -166,12 +166,14 @@ def statistics_figure(sets: dict[str, TileSet], path: Path, seed: int = 0) -> Pa
     return save_figure(figure, path)
 
 
-def generated_data(out: Path, style: str, tiles: int, section, cube) -> dict[str, Path]:
+def generated_data(
+    out: Path, style: str, tiles: int, section: tuple[int, int], cube
+) -> dict[str, Path]:
     folder = out / f"generated-{style}"
     if not (folder / "train.csv").is_file():
         generate(folder, n_train=tiles, n_test=1, seed=TILE_SEED, style=style)
     if not (folder / "section.npy").is_file():
-        write_section(folder, *section, SECTION_SEED, style, Style())
+        write_section(folder, section[0], section[1], SECTION_SEED, style, Style())
     if not (folder / "cube.sgy").is_file():
         write_cube(folder, cube, seed=CUBE_SEED, style=style)
     return {
@@ -201,7 +203,8 @@ def main(argv: list[str] | None = None) -> None:
     unknown = [s for s in styles if s not in STYLES]
     if unknown:
         parser.error(f"--styles: unknown {', '.join(unknown)} (choose from {', '.join(STYLES)})")
-    section = tuple(int(v) for v in args.section.lower().split("x"))
+    height, width = (int(v) for v in args.section.lower().split("x"))
+    section = (height, width)
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict = {"styles": styles, "statistics": {}}
     real_tiles = load_train(args.real, check_masks=False)

@@ -26,10 +26,12 @@ levels, p10 to p90), coverage of the tiles with salt. Nothing here reads a real 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from salt.data.padding import TILE
 
 FREQUENCY = (0.03, 0.12)  # the Ricker wavelet's peak, cycles per sample
 NOISE = (0.04, 0.25)  # band-limited noise std, relative to the signal's
@@ -62,7 +64,7 @@ class Style:
     gain: float | None = None
 
     def drawn(self, rng: np.random.Generator) -> Style:
-        """Every None replaced by a random draw (always four draws, so a fixed knob does not
+        """Every None replaced by a random draw (always the same draws, so a fixed knob does not
         change the others')."""
         frequency, noise = rng.uniform(*FREQUENCY), rng.uniform(*NOISE)
         polarity = 1 if rng.random() < 0.5 else -1
@@ -109,13 +111,6 @@ def smooth_field(rng: np.random.Generator, shape: tuple[int, int], cells: float)
         coarse.astype(np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_CUBIC
     )
     return field / (field.std() + 1e-6)
-
-
-def smooth_curve(rng: np.random.Generator, length: int, cells: int) -> np.ndarray:
-    """A smooth random curve of `length` samples, unit std, about `cells` undulations."""
-    coarse = rng.standard_normal((1, cells + 2)).astype(np.float32)
-    curve = cv2.resize(coarse, (length, 1), interpolation=cv2.INTER_CUBIC)[0]
-    return curve / (curve.std() + 1e-6)
 
 
 # --- the earth model of a section: mask[z, x] and log-impedance[z, x] ------------------------
@@ -252,14 +247,14 @@ def image(
     reflectivity[:-1] = 0.5 * np.diff(impedance, axis=0)
     reflectivity *= steepness_weight(impedance)
     wavelet = ricker(style.frequency) * (style.polarity or 1)
-    along_traces = dict(borderType=cv2.BORDER_REFLECT_101)
-    signal = cv2.filter2D(reflectivity, -1, wavelet[:, None], **along_traces)
+    border = cv2.BORDER_REFLECT_101
+    signal = cv2.filter2D(reflectivity, -1, wavelet[:, None], borderType=border)
     sigma = rng.uniform(*LATERAL_SMEAR) if smear is None else smear
     signal = cv2.GaussianBlur(signal, (0, 0), sigmaX=sigma, sigmaY=0.01)
     if noise is None:
         noise = rng.standard_normal(impedance.shape).astype(np.float32)
     noise = cv2.GaussianBlur(
-        cv2.filter2D(noise.astype(np.float32), -1, wavelet[:, None], **along_traces),
+        cv2.filter2D(noise.astype(np.float32), -1, wavelet[:, None], borderType=border),
         (0, 0),
         sigmaX=rng.uniform(*NOISE_SMEAR) if noise_smear is None else noise_smear,
         sigmaY=0.01,
@@ -313,14 +308,8 @@ def make_earth_section(
     return Section(image(rng, impedance, drawn), mask, drawn)
 
 
-def with_style(style: Style, **knobs) -> Style:
-    """`style` with the knobs given (not None) replaced."""
-    return replace(style, **{k: v for k, v in knobs.items() if v is not None})
-
-
 # --- tiles and sections as the TGS data holds them: 8-bit gray ---------------------------------
 
-TILE_SIZE = 101
 EMPTY_FRACTION = 0.39  # of the TGS training tiles
 BLANK_FRACTION = 0.015
 COVERAGE_POWER = 1.3  # a salted tile's coverage is U(0, 1) ** this (TGS: median 0.37)
@@ -353,7 +342,7 @@ def earth_tiles(rng: np.random.Generator, count: int, style: Style = ANY_LOOK):
     """`count` (image uint8 (101, 101), mask uint8 0/1) tiles cut from generated sections, with
     TGS's share of empty and blank tiles and its spread of coverage, gray levels and scales."""
     tiles: list[tuple[np.ndarray, np.ndarray]] = []
-    size = TILE_SIZE
+    size = TILE
     while len(tiles) < count:
         shape = (int(size * rng.uniform(2.0, 3.5)), int(size * rng.uniform(3.0, 6.0)))
         section = make_earth_section(shape, rng, style)

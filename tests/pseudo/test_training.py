@@ -40,7 +40,7 @@ class BatchRecorder(pl.Callback):
 def tile_keys(images: np.ndarray, data) -> list[bytes]:
     """Each 101x101 tile as a batch of the `data` config holds it without augmentation."""
     dataset = TileDataset(images, mean=data.mean, std=data.std)
-    return [dataset.to_tensor(image).numpy().tobytes() for image in dataset.images]
+    return [dataset[index][0].numpy().tobytes() for index in range(len(dataset))]
 
 
 def test_pseudo_tiles_train_but_never_validate(smoke_run, synthetic_root, tmp_path, train_config):
