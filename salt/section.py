@@ -20,6 +20,7 @@ import numpy as np
 
 from salt.core.errors import SaltError, exit_on_salt_error
 from salt.core.files import atomic_path
+from salt.core.metrics import pooled_iou
 from salt.core.rundir import checkpoint_files, run_entries
 from salt.data.io import write_png
 from salt.inference.tiles import (
@@ -57,11 +58,6 @@ class SectionOutputs:
         tinted = np.where(salt[..., None], (1 - SALT_ALPHA) * gray + SALT_ALPHA * SALT_COLOUR, gray)
         self.overlay[rows] = np.rint(tinted).astype(np.uint8)
         self.salt_pixels += int(salt.sum())
-
-
-def iou(prediction: np.ndarray, truth: np.ndarray) -> float:
-    union = np.logical_or(prediction, truth).sum()
-    return 1.0 if union == 0 else float(np.logical_and(prediction, truth).sum() / union)
 
 
 def draw_outline(overlay: np.ndarray, mask: np.ndarray, colour, thickness: int = 2) -> None:
@@ -133,7 +129,7 @@ def predict_section(
             "salt_fraction": outputs.salt_pixels / (height * width),
         }
         if truth_mask is not None:
-            summary["iou"] = iou(outputs.mask > 0, truth_mask)
+            summary["iou"] = pooled_iou(outputs.mask > 0, truth_mask)
             draw_outline(outputs.overlay, truth_mask, TRUTH_COLOUR)
         write_png(temporary["mask.png"], outputs.mask)
         write_png(temporary["overlay.png"], outputs.overlay)

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from salt.core.files import write_json
-from salt.core.metrics import tgs_scores
+from salt.core.metrics import pooled_iou, tgs_scores
 from salt.core.rundir import RunDir
 from salt.data.earth_model import Style
 from salt.data.folds import load_or_make_folds
@@ -45,11 +45,6 @@ from salt.data.synthetic_cube import write_cube
 from salt.inference.tiles import predict_ensemble
 
 TILE_SEED, SECTION_SEED, CUBE_SEED = 1000, 3, 1
-
-
-def pooled_iou(prediction: np.ndarray, truth: np.ndarray) -> float:
-    union = np.logical_or(prediction, truth).sum()
-    return float(np.logical_and(prediction, truth).sum() / union) if union else 1.0
 
 
 def tile_figures(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float]:
@@ -71,8 +66,8 @@ def predicted(run: Path, images: np.ndarray) -> np.ndarray:
     return (probabilities > 0.5).astype(np.uint8)
 
 
-def real_validation(real_root: Path, run: Path) -> tuple[TileSet, np.ndarray]:
-    """The real validation fold of `run`'s split: its tiles, and the fold's ids order."""
+def real_validation(real_root: Path, run: Path) -> TileSet:
+    """The tiles of the real validation fold of `run`'s split."""
     tiles = load_train(real_root, check_masks=False)
     config = RunDir(run).read_config()
     if config is None:
@@ -82,7 +77,7 @@ def real_validation(real_root: Path, run: Path) -> tuple[TileSet, np.ndarray]:
         Path(run) / "folds.csv", tiles.ids, tiles.truth, data["n_folds"], data["fold_seed"]
     )
     fold = folds.set_index("id").loc[tiles.ids, "fold"].to_numpy()
-    return tiles.subset(np.flatnonzero(fold == data["fold"])), fold
+    return tiles.subset(np.flatnonzero(fold == data["fold"]))
 
 
 def command_figure(command: list[str], pattern: str) -> float:
@@ -248,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.generated_run:
         reference = args.real_run or args.generated_run
-        validation, _ = real_validation(args.real, reference)
+        validation = real_validation(args.real, reference)
         figures = tile_figures(predicted(args.generated_run, validation.images), validation.truth)
         results["generated_to_real"] = figures
         print("generated -> real:", json.dumps(figures, indent=1))

@@ -265,3 +265,12 @@ def sweep_thresholds(
     # Rounding shows 0.3 rather than 0.30000001; it converts back to the same float32 threshold.
     best_threshold = round(float(result["threshold"]), 6)
     return best_threshold, float(result["score"]), result["scores"].double().numpy()
+
+
+def pooled_iou(prediction, truth) -> float:
+    """Intersection over union of all the salt pixels of `prediction` and `truth` together (any
+    shape; nonzero is salt), 1.0 when neither has any: a section's, a cube's or a set of tiles'
+    IoU, unlike the per-image score above."""
+    prediction, truth = np.asarray(prediction).astype(bool), np.asarray(truth).astype(bool)
+    union = np.logical_or(prediction, truth).sum()
+    return 1.0 if union == 0 else float(np.logical_and(prediction, truth).sum() / union)

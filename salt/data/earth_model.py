@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 
 from salt.data.padding import TILE
+from salt.data.synthetic_seismic import BLANK_FRACTION, EMPTY_FRACTION
 
 FREQUENCY = (0.03, 0.12)  # the Ricker wavelet's peak, cycles per sample
 NOISE = (0.04, 0.25)  # band-limited noise std, relative to the signal's
@@ -310,8 +311,6 @@ def make_earth_section(
 
 # --- tiles and sections as the TGS data holds them: 8-bit gray ---------------------------------
 
-EMPTY_FRACTION = 0.39  # of the TGS training tiles
-BLANK_FRACTION = 0.015
 COVERAGE_POWER = 1.3  # a salted tile's coverage is U(0, 1) ** this (TGS: median 0.37)
 CONTRAST = (20.0, 40.0)  # gray levels per amplitude std, drawn per section
 BRIGHTNESS = (-5.0, 20.0)  # mean and std of a tile's gray offset from 128

@@ -47,17 +47,16 @@ from salt.data.padding import TILE
 from salt.data.rle import rle_encode
 from salt.data.synthetic_cube import write_cube
 from salt.data.synthetic_seismic import (
+    BLANK_FRACTION,
     BOUNDARY_GAIN,
     DEFAULT_STYLE,
+    EMPTY_FRACTION,
     INTERIOR_STD,
     NOISE_STD,
     STYLES,
     random_wavelet,
     reflectivity_series,
 )
-
-EMPTY_FRACTION = 0.39
-BLANK_FRACTION = 0.015
 
 
 def smooth_noise(rng: np.random.Generator, shape: tuple[int, int], cells: int) -> np.ndarray:

@@ -13,6 +13,8 @@ import numpy as np
 # the suite, the demo and those figures are measured again on seismic
 STYLES = ("speckle", "seismic")
 DEFAULT_STYLE = "speckle"
+EMPTY_FRACTION = 0.39  # of the TGS training tiles with no salt, which both styles generate
+BLANK_FRACTION = 0.015  # of the tiles of one gray level
 
 WAVELET_FREQUENCY = (0.05, 0.12)  # cycles per sample, drawn per tile, section or cube
 BOUNDARY_FRACTION = (0.08, 0.25)  # of the samples that are a layer boundary, drawn likewise

@@ -304,3 +304,15 @@ def test_sweep_thresholds_default_thresholds_and_float16_probabilities():
 def test_sweep_rejects_unordered_thresholds():
     with pytest.raises(ValueError, match="increasing"):
         TGSScoreSweep([0.5, 0.4])
+
+
+def test_pooled_iou_counts_every_pixel_together_and_empty_against_empty_is_one():
+    from salt.core.metrics import pooled_iou
+
+    truth = np.zeros((2, 4, 4), np.uint8)
+    prediction = np.zeros((2, 4, 4), np.uint8)
+    truth[0, :2] = 1  # 8 pixels
+    prediction[0, :1] = 1  # 4 of them
+    prediction[1, :1] = 1  # 4 more, where there is none
+    assert pooled_iou(prediction, truth) == 4 / 12
+    assert pooled_iou(np.zeros(3), np.zeros(3)) == 1.0

@@ -312,35 +312,27 @@ def test_a_spec_the_device_cannot_run_is_refused_in_one_line(train_config, trans
     instantiate(cfg.data, on_device=False)  # the CPU path runs any albumentations pipeline
 
 
+def fixed_affine(scale_x: float, scale_y: float) -> A.Affine:
+    """albumentations' Affine with every parameter drawn from a range of one value."""
+    return A.Affine(
+        translate_percent={"x": (0.05, 0.05), "y": (0.05, 0.05)},
+        scale={"x": (scale_x, scale_x), "y": (scale_y, scale_y)},
+        rotate=(7, 7),
+        border_mode=cv2.BORDER_REFLECT_101,
+        p=1,
+    )
+
+
 def test_anisotropic_affine_from_the_spec_matches_albumentations():
     """albumentations' Affine draws the x and y scales apart (keep_ratio=False, its default):
     the device's warp with fixed factors 1.15 and 0.9 lands where albumentations' does."""
     image = smooth_images(1, size=101)[0]
-    spec = A.Compose(
-        [
-            A.Affine(
-                translate_percent={"x": (0.05, 0.05), "y": (0.05, 0.05)},
-                scale={"x": (1.15, 1.15), "y": (0.9, 0.9)},
-                rotate=(7, 7),
-                border_mode=cv2.BORDER_REFLECT_101,
-                p=1,
-            )
-        ]
-    )
+    spec = A.Compose([fixed_affine(1.15, 0.9)])
     reference = spec(image=image)["image"].astype(np.float32) / 255
     ours = from_albumentations(spec)(torch.from_numpy(image).float()[None, None] / 255)[0]
     difference = np.abs(ours[0, 0].numpy() - reference)
     assert difference.max() <= 1.5 / 255
-    swapped = (
-        A.Affine(
-            translate_percent={"x": (0.05, 0.05), "y": (0.05, 0.05)},
-            scale={"x": (0.9, 0.9), "y": (1.15, 1.15)},
-            rotate=(7, 7),
-            border_mode=cv2.BORDER_REFLECT_101,
-            p=1,
-        )(image=image)["image"].astype(np.float32)
-        / 255
-    )
+    swapped = fixed_affine(0.9, 1.15)(image=image)["image"].astype(np.float32) / 255
     assert np.abs(ours[0, 0].numpy() - swapped).mean() > 10 * difference.mean()
 
 

@@ -63,17 +63,14 @@ def test_the_sigterm_flag_is_sent_every_n_steps_under_ddp_and_left_alone_in_one_
         stub.fit_loop = SimpleNamespace(epoch_loop=loop)
         return stub
 
-    ddp = trainer(world_size=2)
-    SigtermCheckEveryNSteps(every_n_steps=10).on_fit_start(ddp, None)
-    for step in range(25):
-        ddp.global_step = step
-        ddp.fit_loop.epoch_loop._broadcast_sigterm_tensor()
-    assert sent == [0, 10, 20]
+    def steps_sent(world_size: int, steps: int) -> list[int]:
+        sent.clear()
+        stub = trainer(world_size)
+        SigtermCheckEveryNSteps(every_n_steps=10).on_fit_start(stub, None)
+        for step in range(steps):
+            stub.global_step = step
+            stub.fit_loop.epoch_loop._broadcast_sigterm_tensor()
+        return list(sent)
 
-    sent.clear()
-    single = trainer(world_size=1)
-    SigtermCheckEveryNSteps(every_n_steps=10).on_fit_start(single, None)
-    for step in range(3):
-        single.global_step = step
-        single.fit_loop.epoch_loop._broadcast_sigterm_tensor()
-    assert sent == [0, 1, 2]
+    assert steps_sent(world_size=2, steps=25) == [0, 10, 20]
+    assert steps_sent(world_size=1, steps=3) == [0, 1, 2]
