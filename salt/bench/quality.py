@@ -80,13 +80,13 @@ class Arm:
         ]
 
 
-def launch(arm: Arm, core: int, data_root: Path, out: Path, minutes: float, fold: int):
-    run_dir = out / arm.name
+def launch(command: list[str], run_dir: Path, core: int):
+    """`python -m COMMAND` pinned to `core` with one thread, its output in RUN_DIR/bench.log."""
     run_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     log = open(run_dir / "bench.log", "w")  # noqa: SIM115 (closed when the process ends)
     process = subprocess.Popen(
-        [sys.executable, "-m", *arm.command(data_root, run_dir, minutes, fold)],
+        [sys.executable, "-m", *command],
         stdout=log,
         stderr=subprocess.STDOUT,
         env=env,
@@ -95,26 +95,36 @@ def launch(arm: Arm, core: int, data_root: Path, out: Path, minutes: float, fold
     return process, log
 
 
-def run_arms(arms: list[Arm], cores: list[int], data_root: Path, out: Path, minutes, fold):
-    """Run every arm, as many at once as there are cores; the arms whose process failed."""
-    queue, failed = list(arms), []
-    running: dict[int, tuple[Arm, subprocess.Popen, IO[str]]] = {}
+@dataclass
+class Job:
+    """One process of a benchmark: `python -m COMMAND` writing into `run_dir`."""
+
+    name: str
+    run_dir: Path
+    command: list[str]
+
+
+def run_jobs(jobs: list[Job], cores: list[int]) -> list[str]:
+    """Run every job, as many at once as there are cores, one core each; the names of those
+    whose process failed."""
+    queue, failed = list(jobs), []
+    running: dict[int, tuple[Job, subprocess.Popen, IO[str]]] = {}
     while queue or running:
         free = [c for c in cores if c not in running]
         while queue and free:
-            arm, core = queue.pop(0), free.pop(0)
-            print(f"{time.strftime('%H:%M:%S')} start {arm.name} on core {core}", flush=True)
-            running[core] = (arm, *launch(arm, core, data_root, out, minutes, fold))
+            job, core = queue.pop(0), free.pop(0)
+            print(f"{time.strftime('%H:%M:%S')} start {job.name} on core {core}", flush=True)
+            running[core] = (job, *launch(job.command, job.run_dir, core))
         time.sleep(2)
-        for core, (arm, process, log) in list(running.items()):
+        for core, (job, process, log) in list(running.items()):
             if process.poll() is None:
                 continue
             log.close()
             del running[core]
             status = "done" if process.returncode == 0 else f"failed ({process.returncode})"
-            print(f"{time.strftime('%H:%M:%S')} {arm.name} {status}", flush=True)
+            print(f"{time.strftime('%H:%M:%S')} {job.name} {status}", flush=True)
             if process.returncode != 0:
-                failed.append(arm.name)
+                failed.append(job.name)
     return failed
 
 
@@ -187,7 +197,12 @@ def main(argv: list[str] | None = None) -> None:
     if not (args.data_root / "train.csv").is_file():
         parser.error(f"{args.data_root}: no train.csv (give a data root in the Kaggle layout)")
     out = args.out or Path("outputs/quality") / time.strftime("%Y-%m-%d_%H-%M-%S")
-    failed = run_arms(arms, cores, args.data_root.resolve(), out, args.minutes, args.fold)
+    root = args.data_root.resolve()
+    jobs = [
+        Job(arm.name, out / arm.name, arm.command(root, out / arm.name, args.minutes, args.fold))
+        for arm in arms
+    ]
+    failed = run_jobs(jobs, cores)
     if failed:
         sys.exit(f"error: arm(s) {', '.join(failed)} failed: see {out}/<arm>/bench.log")
     tune_cfg = OmegaConf.load(Path(CONFIG_DIR) / "tune.yaml")
