@@ -11,6 +11,7 @@ predicted salt in red, and the truth's outline in green when `--truth` is given)
 from __future__ import annotations
 
 import argparse
+import sys
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from salt.inference.tiles import (
     predict_ensemble,
     resolve_device,
 )
+from salt.sections.domain import domain_warning
 from salt.sections.options import add_prediction_arguments, check_stride, make_output_dir
 from salt.sections.seismic import read_section, scaling_for
 from salt.sections.stitch import stitch
@@ -96,6 +98,9 @@ def predict_section(
     check_stride(stride)
     device = resolve_device(device, key="--device")
     models = [load_model(path) for path in paths]  # each checkpoint once, for every strip
+    warning = domain_warning(input_path, [section], scaling, paths)
+    if warning:
+        print(warning, file=sys.stderr)
 
     def predict(tiles: np.ndarray) -> np.ndarray:
         return predict_ensemble(

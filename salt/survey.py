@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
+from pytorch_lightning.utilities import rank_zero_only
 from scipy import ndimage
 
 from salt.core.errors import DataError, SaltError, exit_on_salt_error
@@ -32,6 +34,7 @@ from salt.core.rundir import checkpoint_files, run_entries
 from salt.inference.tiles import check_tta, load_model
 from salt.sections.bodies import fill_enclosed_holes, find_bodies, write_bodies_csv
 from salt.sections.cube import AXES, Survey
+from salt.sections.domain import domain_warning, survey_sections
 from salt.sections.lines import (
     LinePredictor,
     LineProgressBar,
@@ -315,6 +318,9 @@ def predict_survey(args: argparse.Namespace) -> dict | None:
     truth = None if args.truth is None else Slices(read_truth(args.truth, survey.shape, "survey"))
     work = SurveyWork(args.out)
     work.check(settings, args.overwrite)
+    warning = domain_warning(args.input, survey_sections(survey), scaling, paths)
+    if warning and rank_zero_only.rank == 0:  # type: ignore[attr-defined]
+        print(warning, file=sys.stderr)
     make_output_dir(args.out)
     if predict_lines(args, survey, work, settings, scaling, paths, tta):
         return finish(args, survey, work, scaling, len(paths), truth, started)

@@ -39,6 +39,7 @@ from salt.core.errors import (
 )
 from salt.core.rundir import RunDir, checkpoint_files, metric_value
 from salt.data.datamodule import TGSDataModule
+from salt.data.tile_statistics import summarise
 from salt.inference.tiles import check_tta
 from salt.models.checkpoints import check_weights_fit, net_weights, read_checkpoint
 from salt.models.encoders import check_encoder_name
@@ -216,6 +217,8 @@ def compose(cfg: DictConfig) -> tuple[SaltModule, TGSDataModule, pl.Trainer, Run
     datamodule: TGSDataModule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
+    # kept in every checkpoint: what salt.section and salt.survey compare their data with
+    module.hparams["training_tiles"] = summarise(datamodule.train_set.images)
     callbacks = _instantiate_group(cfg, "callbacks")
     loggers = _instantiate_group(cfg, "logger")
     trainer = build_trainer(cfg, callbacks, loggers)  # before config.yaml: no unfinished run

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Sampler, SequentialSampler
 
 from salt.core.checks import positive_number, whole_number
 from salt.core.errors import ConfigError
+from salt.core.labels import stack_labelled
 from salt.data.dataset import TileDataset
 from salt.data.device_augment import BatchAugment, from_albumentations
 from salt.data.device_loader import DeviceTileLoader, tiles_to_tensor
@@ -104,8 +105,14 @@ class TGSDataModule(pl.LightningDataModule):
     tiles per labelled tile in every batch (`MixedSampler`); clean labels only when no net
     behind them trained on this split's fold (`PseudoFolder.check_honest`).
 
+    Tiles that know their masks in part (a train/labelled folder: tiles from painted lines)
+    carry a second mask channel, where they are labelled (`salt.core.labels`), to the loss and
+    the metric, which learn and score on the labelled pixels only.
+
     `train_fraction` < 1 trains on that share of the training folds, spread over salt coverage
     (the same tiles whatever the seed; the validation fold stays whole): learning curves.
+    `train_on_validation`: the validation fold trains too (its score is then a training score):
+    for a few painted lines, where no tile can be spared and neighbouring tiles overlap anyway.
 
     `train_transform` is the one augmentation spec, an albumentations pipeline applied to the
     101x101 tile before it is padded. `on_device`: the train/validation tiles are copied once to
@@ -137,6 +144,7 @@ class TGSDataModule(pl.LightningDataModule):
         pseudo: str | None = None,
         pseudo_ratio: float = 0.5,
         train_fraction: float = 1.0,
+        train_on_validation: bool = False,
     ):
         super().__init__()
         check_settings(
@@ -152,6 +160,7 @@ class TGSDataModule(pl.LightningDataModule):
             train_fraction,
         )
         self.train_fraction = float(train_fraction)
+        self.train_on_validation = bool(train_on_validation)
         self.root = Path(root)
         self.fold, self.n_folds, self.fold_seed = fold, n_folds, fold_seed
         self.folds_csv = Path(folds_csv) if folds_csv else None
@@ -201,19 +210,25 @@ class TGSDataModule(pl.LightningDataModule):
                 self.folds_csv, tiles.ids, tiles.truth, self.n_folds, self.fold_seed
             )
         in_val = folds["fold"].to_numpy() == self.fold
-        training = np.flatnonzero(~in_val)
+        training = np.arange(len(in_val)) if self.train_on_validation else np.flatnonzero(~in_val)
         if self.train_fraction < 1:
             training = spread_over_coverage(tiles.truth[training], self.train_fraction, training)
         self.train_tiles = tiles.subset(training)
         self.val_tiles = tiles.subset(np.flatnonzero(in_val))
         images, masks = self.train_tiles.images, self.train_tiles.truth
+        labelled = self.train_tiles.labelled
         if self.pseudo is not None:
             split = split_fingerprint(folds["id"], folds["fold"])
             self.pseudo_tiles = self.pseudo.load(self.fold, tiles.ids, split)
             images = np.concatenate([images, self.pseudo_tiles.images])
             masks = np.concatenate([masks, self.pseudo_tiles.truth])
-        self.train_set = TileDataset(images, masks, self.train_transform, **self.tile_options)
-        self.val_set = TileDataset(self.val_tiles.images, self.val_tiles.masks, **self.tile_options)
+            if labelled is not None:  # a pseudo tile is labelled everywhere
+                labelled = np.concatenate([labelled, np.ones_like(self.pseudo_tiles.truth)])
+        self.train_set = TileDataset(
+            images, stack_labelled(masks, labelled), self.train_transform, **self.tile_options
+        )
+        val_masks = stack_labelled(self.val_tiles.truth, self.val_tiles.labelled)
+        self.val_set = TileDataset(self.val_tiles.images, val_masks, **self.tile_options)
 
     @property
     def root_device(self) -> torch.device:
@@ -229,8 +244,9 @@ class TGSDataModule(pl.LightningDataModule):
         return options
 
     def device_tiles(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """(images, masks) of the "train" or "val" set as (N, 1, 101, 101) uint8 tensors on the
-        root device, copied there once and cached."""
+        """(images, masks) of the "train" or "val" set as (N, 1, 101, 101) uint8 tensors (masks
+        (N, 2, 101, 101) with their labelled channel) on the root device, copied there once and
+        cached."""
         device = self.root_device
         cached = self._device_tiles.get(split)
         if cached is None or cached[0].device != device:

@@ -25,7 +25,8 @@ def _seed_transform(transform: Callable, seed: int) -> None:
 
 
 class TileDataset(Dataset):
-    """(image, mask) pairs of float32 tensors shaped (C, 128, 128) and (1, 128, 128).
+    """(image, mask) pairs of float32 tensors shaped (C, 128, 128) and (1, 128, 128), or
+    (2, 128, 128) for masks (N, 101, 101, 2) of (salt, labelled) (`salt.core.labels`).
 
     `transform` is an albumentations pipeline applied to the 101x101 uint8 image and mask, before
     they are reflect-padded to 128 (so a geometric transform fills its borders from the tile
@@ -63,8 +64,8 @@ class TileDataset(Dataset):
         image_tensor = self.to_tensor(pad_tile(np.ascontiguousarray(image)))
         if mask is None:
             return (image_tensor,)
-        padded = pad_tile(np.ascontiguousarray(mask))
-        return image_tensor, torch.from_numpy(padded.astype(np.float32))[None]
+        padded = torch.from_numpy(pad_tile(np.ascontiguousarray(mask)).astype(np.float32))
+        return image_tensor, padded[None] if padded.ndim == 2 else padded.permute(2, 0, 1)
 
     def to_tensor(self, image: np.ndarray) -> torch.Tensor:
         scaled = (

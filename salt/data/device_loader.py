@@ -19,8 +19,10 @@ from salt.data.padding import pad_tiles
 
 
 def tiles_to_tensor(tiles: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
-    """(N, H, W) uint8 tiles (101x101, unpadded) as an (N, 1, H, W) uint8 tensor on `device`."""
-    tensor = torch.from_numpy(np.ascontiguousarray(tiles, dtype=np.uint8))[:, None]
+    """(N, H, W) uint8 tiles (101x101, unpadded) as an (N, 1, H, W) uint8 tensor on `device`;
+    (N, H, W, C) ones (masks with their labelled channel) as (N, C, H, W)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(tiles, dtype=np.uint8))
+    tensor = tensor[:, None] if tensor.ndim == 3 else tensor.permute(0, 3, 1, 2).contiguous()
     return tensor.to(device)
 
 
@@ -34,14 +36,16 @@ def batch_seed(keys: list, batch: int, rank: int = 0) -> int:
 class DeviceTileLoader:
     """An iterable of `(images, masks)` batches drawn from tiles held as tensors on one device.
 
-    `images`: (N, 1, 101, 101) uint8 tiles; `masks`: (N, 1, 101, 101) {0, 1} (any dtype) or
-    None, on the same device. A batch is the sampler's next `batch_size` keys (indices, or
+    `images`: (N, 1, 101, 101) uint8 tiles; `masks`: (N, 1, 101, 101) {0, 1} (any dtype), or
+    (N, 2, 101, 101) with their labelled channel (`salt.core.labels`), or None, on the same
+    device. A batch is the sampler's next `batch_size` keys (indices, or
     `(index, seed)` from `SeededSampler`), gathered with one `index_select`, scaled to 0..1,
     augmented by `augment` (if any; its generator is seeded by `batch_seed`, so an epoch's batches
     depend only on what the sampler yields: with `SeededSampler`, on (seed, epoch, rank)),
     reflect-padded to 128 (`pad_tiles`), normalised `(x - mean) / std` and expanded to
     `channels`, exactly as `TileDataset` does (augmentation before padding). Yields float32
-    `(images (B, channels, 128, 128), masks (B, 1, 128, 128))`, or `(images,)` without masks.
+    `(images (B, channels, 128, 128), masks (B, 1 or 2, 128, 128))`, or `(images,)` without
+    masks.
     `sampler` is kept as an attribute, so Lightning calls its `set_epoch` every epoch.
     """
 
@@ -63,8 +67,13 @@ class DeviceTileLoader:
             raise ValueError(
                 f"expected uint8 images (N, 1, H, W), got {images.dtype} {images.shape}"
             )
-        if masks is not None and (masks.shape != images.shape or masks.device != images.device):
-            raise ValueError("masks must have the images' shape and device")
+        if masks is not None and (
+            masks.ndim != 4
+            or masks.shape[1] not in (1, 2)
+            or (masks.shape[0], *masks.shape[2:]) != (images.shape[0], *images.shape[2:])
+            or masks.device != images.device
+        ):
+            raise ValueError("masks must be the images' tiles, 1 or 2 channels, on their device")
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.images, self.masks = images, masks

@@ -2,6 +2,9 @@
 
     ROOT/train/images/<id>.png   3-channel PNG with equal channels (read as one channel)
     ROOT/train/masks/<id>.png    16-bit 0/65535 PNG, or 8-bit when empty (read as {0, 1})
+    ROOT/train/labelled/<id>.png optional, salt's own: where the mask is known (0/255; tiles cut
+                                 from painted lines, `python -m salt.paint`); without the
+                                 folder every pixel is labelled
     ROOT/train.csv               id,rle_mask
     ROOT/depths.csv              id,z
     ROOT/test/images/<id>.png
@@ -29,12 +32,14 @@ MASK_FOREGROUND_VALUES = (1, 255, 65535)
 
 @dataclass
 class TileSet:
-    """Tiles held in memory: `images` (N, 101, 101) uint8; `masks` (N, 101, 101) {0, 1} or None."""
+    """Tiles held in memory: `images` (N, 101, 101) uint8; `masks` (N, 101, 101) {0, 1} or None;
+    `labelled` (N, 101, 101) {0, 1} where the masks are known, or None: everywhere."""
 
     ids: list[str]
     images: np.ndarray
     masks: np.ndarray | None = None
     depths: np.ndarray | None = None
+    labelled: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -53,6 +58,7 @@ class TileSet:
             images=self.images[indices],
             masks=None if self.masks is None else self.masks[indices],
             depths=None if self.depths is None else self.depths[indices],
+            labelled=None if self.labelled is None else self.labelled[indices],
         )
 
 
@@ -166,7 +172,8 @@ def load_train(root, check_masks: bool = True) -> TileSet:
     """Images and masks of every id in train.csv.
 
     Masks come from train/masks when that folder exists (each checked against its RLE row when
-    `check_masks`), otherwise from the RLE in train.csv.
+    `check_masks`), otherwise from the RLE in train.csv. Where train/labelled exists, every id
+    has its labelled mask there (`TileSet.labelled`).
     """
     root = check_root(root)
     csv_path = root / "train.csv"
@@ -188,7 +195,18 @@ def load_train(root, check_masks: bool = True) -> TileSet:
                 raise DataError(mask_path, f"mask disagrees with its rle_mask in {csv_path}")
         else:
             masks[i] = from_rle
-    return TileSet(ids=ids, images=images, masks=masks, depths=_depth_column(root, ids))
+    labelled = None
+    labelled_folder = root / "train" / "labelled"
+    if labelled_folder.is_dir():
+        labelled = np.empty_like(images)
+        for i, tile_id in enumerate(ids):
+            path = labelled_folder / f"{tile_id}.png"
+            if not path.is_file():
+                raise DataError(csv_path, f"id {tile_id!r} has no labelled mask {path}")
+            labelled[i] = read_mask(path)
+    return TileSet(
+        ids=ids, images=images, masks=masks, depths=_depth_column(root, ids), labelled=labelled
+    )
 
 
 def load_test(root) -> TileSet:

@@ -108,7 +108,8 @@ def save_out_of_fold(
     precision: str,
 ) -> dict[str, float]:
     """Probabilities of the validation fold from `weights`, saved for threshold tuning (one
-    process: no collective).
+    process: no collective); 0 where a tile is unlabelled (tiles from painted lines), so the OOF
+    is scored on the labelled pixels, as validation is.
 
     Predicted on the training device at the training precision (as `salt.predict` runs on a
     GPU), not where Lightning's teardown left the module. The net's own weights are put back.
@@ -125,6 +126,8 @@ def save_out_of_fold(
     val_tiles = datamodule.val_tiles
     assert val_tiles is not None and val_tiles.masks is not None  # set up for fit: training tiles
     probabilities, masks = predictions.masks, val_tiles.masks
+    if val_tiles.labelled is not None:  # scored on the labelled pixels only, as in validation
+        probabilities = probabilities * val_tiles.labelled
     run.write_oof(val_tiles.ids, probabilities, masks, predictions.salt)
     threshold, best, _ = sweep_thresholds(probabilities, masks)
     at_half = tgs_score(torch.from_numpy(probabilities > 0.5), torch.from_numpy(masks > 0))

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from salt.core.errors import ConfigError
+from salt.core.labels import CERTAIN, fully_labelled, ignore_unlabelled, split_target
 
 LOVASZ_ACTIVATIONS = ("relu", "elu+1")
 
@@ -31,18 +32,25 @@ def lovasz_hinge(
     per_image: bool = True,
     activation: str = "relu",
     reduction: str = "mean",
+    labelled: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Binary Lovász hinge loss (Berman, Triki, Blaschko: "The Lovász-Softmax loss", CVPR 2018).
 
     Vectorised over images. `activation="elu+1"` replaces relu(errors) by elu(errors) + 1, the
     smoother variant used by top TGS solutions. `reduction="none"` returns one loss per image
-    (per_image only).
+    (per_image only). `labelled` (the labels' shape, {0, 1}): the loss of the labelled pixels
+    alone, exactly (the others sort after every labelled pixel, as negatives whose hinge is 0,
+    as the paper's reference code drops its `ignore` pixels).
     """
     if activation not in LOVASZ_ACTIVATIONS:
         raise ValueError(f"activation must be one of {LOVASZ_ACTIVATIONS}, got {activation!r}")
     rows = len(logits) if per_image else 1
     logits, labels = logits.reshape(rows, -1).float(), labels.reshape(rows, -1).float()
     errors = 1.0 - logits * (2.0 * labels - 1.0)
+    if labelled is not None:
+        known = labelled.reshape(rows, -1) > 0
+        labels = labels * known
+        errors = torch.where(known, errors, torch.full_like(errors, -CERTAIN))
     errors_sorted, order = torch.sort(errors, dim=1, descending=True)
     grad = lovasz_grad(labels.gather(1, order))
     hinge = F.relu(errors_sorted) if activation == "relu" else F.elu(errors_sorted) + 1
@@ -63,6 +71,7 @@ class LovaszHinge(nn.Module):
     """
 
     EMPTY_REMEDIES = ("plain", "symmetric", "skip")
+    takes_labelled = True  # forward's `labelled`: salt.core.labels.ignore_unlabelled
 
     def __init__(self, per_image: bool = True, activation: str = "relu", empty: str = "plain"):
         super().__init__()
@@ -74,22 +83,32 @@ class LovaszHinge(nn.Module):
             raise ValueError("empty='skip' needs per_image=true")
         self.per_image, self.activation, self.empty = per_image, activation, empty
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, logits: torch.Tensor, target: torch.Tensor, labelled: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The hinge of `logits` against `target`, on the `labelled` pixels only when given."""
         if self.empty == "symmetric":
             return 0.5 * (
-                lovasz_hinge(logits, target, self.per_image, self.activation)
-                + lovasz_hinge(-logits, 1.0 - target, self.per_image, self.activation)
+                lovasz_hinge(logits, target, self.per_image, self.activation, labelled=labelled)
+                + lovasz_hinge(
+                    -logits, 1.0 - target, self.per_image, self.activation, labelled=labelled
+                )
             )
         if self.empty == "skip":
-            per_image = lovasz_hinge(logits, target, True, self.activation, reduction="none")
+            per_image = lovasz_hinge(
+                logits, target, True, self.activation, reduction="none", labelled=labelled
+            )
             has_salt = (target.flatten(1).amax(dim=1) > 0).to(per_image.dtype)
             return (per_image * has_salt).sum() / has_salt.sum().clamp_min(1.0)
-        return lovasz_hinge(logits, target, self.per_image, self.activation)
+        return lovasz_hinge(logits, target, self.per_image, self.activation, labelled=labelled)
 
 
 class WeightedSum(nn.Module):
     """sum_k weights[k] * terms[k](logits, target): e.g. BCE + Dice. `parts` gives each term's
-    value (SaltLoss logs them one by one), `total` their weighted sum."""
+    value (SaltLoss logs them one by one), `total` their weighted sum. With `labelled`, each term
+    on the labelled pixels only (`salt.core.labels.ignore_unlabelled`)."""
+
+    takes_labelled = True
 
     def __init__(self, terms: Mapping[str, nn.Module], weights: Mapping[str, float] | None = None):
         super().__init__()
@@ -100,14 +119,21 @@ class WeightedSum(nn.Module):
             raise ValueError(f"weights for unknown loss terms: {sorted(unknown)}")
         self.weights = {name: float(weights.get(name, 1.0)) for name in self.terms}
 
-    def parts(self, logits: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {name: term(logits, target) for name, term in self.terms.items()}
+    def parts(
+        self, logits: torch.Tensor, target: torch.Tensor, labelled: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        return {
+            name: ignore_unlabelled(term, logits, target, labelled)
+            for name, term in self.terms.items()
+        }
 
     def total(self, parts: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return cast(torch.Tensor, sum(self.weights[name] * parts[name] for name in self.terms))
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return self.total(self.parts(logits, target))
+    def forward(
+        self, logits: torch.Tensor, target: torch.Tensor, labelled: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return self.total(self.parts(logits, target, labelled))
 
 
 class SaltLoss(nn.Module):
@@ -120,6 +146,12 @@ class SaltLoss(nn.Module):
       `classifier_weight`.
     Returns the components and their weighted sum, "loss"; a `WeightedSum` mask criterion's
     terms too, as "mask/<term>" (e.g. "mask/bce", "mask/dice"), so each is logged.
+
+    A target of two channels, (salt, labelled) (`salt.core.labels`: tiles from painted lines),
+    is learnt on its labelled pixels only, by every term: the mask and stage criteria see the
+    labelled pixels alone (`ignore_unlabelled`), "has salt" means salt painted somewhere, and
+    the classifier learns from the tiles labelled at every pixel only (a tile partly painted
+    without salt may hold salt where it was not painted).
 
     A warm start: for the first `warm_start_epochs` epochs (a float: 0.5 is half the first
     epoch) of training, "mask" is `warm_start_mask_loss` instead (e.g. BCE + Dice before the
@@ -169,47 +201,62 @@ class SaltLoss(nn.Module):
     def forward(
         self, outputs: Mapping[str, torch.Tensor], target: torch.Tensor, epoch: float | None = None
     ) -> dict[str, torch.Tensor]:
+        truth, labelled = split_target(target)
         criterion = self.mask_criterion(epoch)
         losses: dict[str, torch.Tensor] = {}
         if isinstance(criterion, WeightedSum):
-            parts = criterion.parts(outputs["mask"], target)
+            parts = criterion.parts(outputs["mask"], truth, labelled)
             losses.update((f"mask/{name}", value) for name, value in parts.items())
             losses["mask"] = criterion.total(parts)
         else:
-            losses["mask"] = criterion(outputs["mask"], target)
+            losses["mask"] = ignore_unlabelled(criterion, outputs["mask"], truth, labelled)
         total = losses["mask"]
-        has_salt = target.flatten(1).amax(dim=1)
+        has_salt = truth.flatten(1).amax(dim=1)
         if "stage_masks" in outputs:
-            losses["stages"] = self._stage_term(outputs["stage_masks"], target, has_salt > 0)
-            total = total + self.stage_weight * losses["stages"]
+            stages = self._stage_term(outputs["stage_masks"], truth, has_salt > 0, labelled)
+            losses["stages"] = stages
+            total = total + self.stage_weight * stages
         if "salt_logit" in outputs:
-            losses["classifier"] = F.binary_cross_entropy_with_logits(
-                outputs["salt_logit"].reshape(-1).float(), has_salt.float()
+            whole = fully_labelled(labelled, truth)
+            per_image = F.binary_cross_entropy_with_logits(
+                outputs["salt_logit"].reshape(-1).float(), has_salt.float(), reduction="none"
             )
+            losses["classifier"] = (per_image * whole).sum() / whole.sum().clamp_min(1.0)
             total = total + self.classifier_weight * losses["classifier"]
         losses["loss"] = total
         return losses
 
     def _stage_term(
-        self, stage_masks: torch.Tensor, target: torch.Tensor, non_empty: torch.Tensor
+        self,
+        stage_masks: torch.Tensor,
+        target: torch.Tensor,
+        non_empty: torch.Tensor,
+        labelled: torch.Tensor | None = None,
     ) -> torch.Tensor:
         if isinstance(self.stage_loss, nn.BCEWithLogitsLoss):
-            return self._stage_bce(stage_masks, target, non_empty)
+            return self._stage_bce(stage_masks, target, non_empty, labelled)
         # any other criterion sees the images with salt only: selecting them reads the mask
         # back to the host (a sync per step on a GPU)
         selected = stage_masks[non_empty]
         if selected.shape[0] == 0:
             return stage_masks.sum() * 0.0
         kept = target[non_empty]
+        known = None if labelled is None else labelled[non_empty]
         per_stage = [
-            self.stage_loss(selected[:, s : s + 1], kept) for s in range(selected.shape[1])
+            ignore_unlabelled(self.stage_loss, selected[:, s : s + 1], kept, known)
+            for s in range(selected.shape[1])
         ]
         return torch.stack(per_stage).mean()
 
     def _stage_bce(
-        self, stage_masks: torch.Tensor, target: torch.Tensor, non_empty: torch.Tensor
+        self,
+        stage_masks: torch.Tensor,
+        target: torch.Tensor,
+        non_empty: torch.Tensor,
+        labelled: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """BCE over the images with salt, as a weighted mean over all images: no host sync."""
+        """BCE over the images with salt (and their labelled pixels), as a weighted mean over
+        all images: no host sync."""
         bce = cast(nn.BCEWithLogitsLoss, self.stage_loss)  # _stage_term's isinstance check
         per_pixel = F.binary_cross_entropy_with_logits(
             stage_masks.float(),
@@ -218,6 +265,12 @@ class SaltLoss(nn.Module):
             pos_weight=bce.pos_weight,
             reduction="none",
         )
-        per_image = per_pixel.mean(dim=(1, 2, 3))
+        if labelled is None:
+            per_image = per_pixel.mean(dim=(1, 2, 3))
+        else:
+            known = labelled.float().expand_as(stage_masks)
+            per_image = (per_pixel * known).sum(dim=(1, 2, 3)) / known.sum(dim=(1, 2, 3)).clamp_min(
+                1.0
+            )
         weights = non_empty.to(per_image.dtype)
         return (per_image * weights).sum() / weights.sum().clamp_min(1.0)

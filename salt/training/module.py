@@ -12,6 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from salt.core.labels import split_target
 from salt.core.metrics import TGSScore, TGSScoreSweep
 from salt.data.padding import crop_tile
 from salt.training.budget import ScheduleFittedToRun
@@ -24,12 +25,15 @@ from salt.training.lightning_private import attached_trainer
 
 class SaltModule(pl.LightningModule):
     """Trains `net` (a module returning a dict with "mask" logits: docs/customizing.md, "The net
-    contract") with `loss`, scored by the competition metric.
+    contract") with `loss`, scored by the competition metric (on the labelled pixels only, for
+    masks with a labelled channel: `salt.core.labels`).
 
     `optimizer` and `scheduler` are partials (Hydra `_partial_: true`) completed in
     `configure_optimizers`. `net_config` (the net's Hydra config) and `tile_options` (the input
     normalisation, see `TileDataset`) are kept in every checkpoint, so inference can rebuild the
-    net and its inputs without the training config. The loss is given the fractional epoch when
+    net and its inputs without the training config; so is `training_tiles`, the summary of the
+    tiles it learnt from (`salt.data.tile_statistics`, set by `salt.train` once the data are
+    read), which the section and survey commands compare their data with. The loss is given the fractional epoch when
     its forward takes `epoch` (`SaltLoss`'s warm start). `compile` (true, or `torch.compile`
     options) compiles the net for training, with a fallback to eager.
 
@@ -55,6 +59,7 @@ class SaltModule(pl.LightningModule):
         compile: bool | Mapping | None = False,
         net_config: Mapping | None = None,
         tile_options: Mapping | None = None,
+        training_tiles: Mapping | None = None,
     ):
         super().__init__()
         if finite_check_every_n_steps < 1:
@@ -126,8 +131,11 @@ class SaltModule(pl.LightningModule):
             prog_bar=True,
             batch_size=len(images),
         )
-        probabilities = crop_tile(torch.sigmoid(outputs["mask"].float()))
-        truth = crop_tile(masks)
+        truth, labelled = split_target(masks)
+        probabilities = torch.sigmoid(outputs["mask"].float())
+        if labelled is not None:  # scored on the labelled pixels only
+            probabilities = probabilities * labelled
+        probabilities, truth = crop_tile(probabilities), crop_tile(truth)
         self.val_score.update(probabilities, truth)
         self.val_sweep.update(probabilities, truth)
 
