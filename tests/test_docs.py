@@ -167,6 +167,11 @@ NOT_RUN = (
         "runs salt.tune, salt.predict, salt.report, salt.section and salt.survey on them)",
     ),
     (
+        r"salt\.paint tiles paint/cube ",
+        "reads lines painted by hand in an image editor (tests/sections/test_painting.py "
+        "paints them and runs it)",
+    ),
+    (
         r"salt\.data\.synthetic data/synthetic --train 600 ",
         "writes 700 tiles, seconds of disk: "
         "the same command for 70 runs here (docs/gpu-check.md's)",

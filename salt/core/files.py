@@ -14,12 +14,16 @@ Helpers: `atomic_open` (a file handle: text, CSV writers, `torch.save`), `write_
 path (cv2.imwrite, PIL, pandas, numpy, torch.onnx/torch.export). The temporary file is named
 `.NAME.XXXXXXXX.tmp` with the target's suffix after it (`.mask.png.1a2b3c4d.tmp.png`), as some of
 those libraries choose the format, or add a suffix, by the name.
+
+A whole folder of files the same way: `atomic_folder` (a hidden `.NAME.XXXXXXXX.partial`
+folder beside it, renamed into place at the end, removed on a failure).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -111,3 +115,43 @@ def write_npz(path, arrays: Mapping[str, np.ndarray], compressed: bool = True) -
     with atomic_open(path, "wb") as handle:
         save(handle, **arrays)  # type: ignore[arg-type]  # mypy cannot tell it holds no allow_pickle
     return Path(path)
+
+
+PARTIAL_SUFFIX = ".partial"
+
+
+@contextmanager
+def atomic_folder(path) -> Iterator[Path]:
+    """A new empty folder beside `path` to fill; renamed onto `path` when the block ends without
+    an error (a folder already at `path` is replaced: moved aside, then removed), removed with
+    everything in it when the block raises (the error raised again; an OSError as a
+    `WriteError` naming `path`). The caller decides whether `path` may be replaced."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(
+            tempfile.mkdtemp(prefix=f".{path.name}.", suffix=PARTIAL_SUFFIX, dir=path.parent)
+        )
+    except OSError as error:
+        raise WriteError(f"{path}: cannot write in {path.parent} ({_reason(error)})") from None
+    try:
+        staging.chmod(0o777 & ~_UMASK)  # mkdtemp's folder is its owner's only
+        yield staging
+        if path.is_dir() and not path.is_symlink():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            aside = old / path.name
+            path.replace(aside)  # aside first: the rename below needs the name free
+            try:
+                staging.replace(path)
+            except OSError:
+                aside.replace(path)  # the old folder back where it was
+                old.rmdir()
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            staging.replace(path)
+    except BaseException as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(error, OSError) and not isinstance(error, SaltError):
+            raise WriteError(f"{path}: could not be written ({_reason(error)})") from None
+        raise

@@ -10,19 +10,24 @@ instead of closing up (a numbering off that step is refused). A line is read as 
 traces) section with zeros where a trace is missing, through segyio's reads (a seek and a read
 per trace: the file is not memory-mapped); a line of evenly spaced traces (every inline and
 crossline of a sorted survey) is one strided read.
+
+`ArrayCube` reads a 3-D .npy volume the same way (lines numbered from 0), and `open_cube` opens
+either by the file's suffix; both scale amplitudes with `traces_scaling`.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from salt.core.errors import DataError
 from salt.sections.axes import CubeAxes
-from salt.sections.seismic import SAMPLE_VALUES, Scaling, scaling_for
+from salt.sections.seismic import SAMPLE_VALUES, SEGY_SUFFIXES, Scaling, load_npy, scaling_for
 
 AXES = ("inline", "crossline")
 ENDIANS = ("big", "little")
@@ -265,15 +270,94 @@ class Survey:
         return dead, amplitudes
 
     def scaling(self, percentile: float = 99.0) -> Scaling:
-        """One amplitude scaling for the whole survey: salt.sections.seismic's, on evenly spaced
-        traces (at most ~4 million values), the dead (all-zero) ones left out."""
+        """One amplitude scaling for the whole survey: `traces_scaling` over its traces."""
         live = np.sort(self.trace_index[self.trace_index >= 0])
-        step = max(1, math.ceil(len(live) * self.shape[2] / SAMPLE_VALUES))
-        sample = np.empty((len(live[::step]), self.shape[2]), dtype=np.float32)
-        rows = 0  # the live traces read so far; a dead one is overwritten by the next
-        for trace in live[::step]:
-            sample[rows] = self.handle.trace.raw[int(trace)]
-            rows += bool(sample[rows].any())
-        if rows == 0:
-            return Scaling(-1.0, 1.0)
-        return scaling_for(sample[:rows], percentile)  # a view: one sample in memory
+        return traces_scaling(
+            live, self.shape[2], lambda trace: self.handle.trace.raw[trace], np.float32, percentile
+        )
+
+
+def traces_scaling(
+    traces: np.ndarray,
+    samples: int,
+    read: Callable[[int], np.ndarray],
+    dtype: npt.DTypeLike,
+    percentile: float = 99.0,
+) -> Scaling:
+    """One amplitude scaling for a whole cube: salt.sections.seismic's, on evenly spaced
+    `traces` (their numbers, each `read` as `samples` values of `dtype`; at most ~4 million
+    values), the dead (all-zero) ones left out."""
+    step = max(1, math.ceil(len(traces) * samples / SAMPLE_VALUES))
+    sample = np.empty((len(traces[::step]), samples), dtype=dtype)
+    rows = 0  # the live traces read so far; a dead one is overwritten by the next
+    for trace in traces[::step]:
+        sample[rows] = read(int(trace))
+        rows += bool(sample[rows].any())
+    if rows == 0:
+        return Scaling(-1.0, 1.0)
+    return scaling_for(sample[:rows], percentile)  # a view: one sample in memory
+
+
+class ArrayCube:
+    """A 3-D .npy volume indexed [inline, crossline, sample] (memory-mapped), read as a survey
+    is: its lines and one scaling for the whole cube (`traces_scaling`, as `Survey.scaling`).
+    It has no headers: lines are numbered from 0, samples counted in samples."""
+
+    def __init__(self, path) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise DataError(self.path, "no such file")
+        self.volume = load_npy(self.path)
+        if self.volume.ndim != 3 or 0 in self.volume.shape:
+            raise DataError(
+                self.path,
+                "expected a 3-D cube [inline, crossline, sample], "
+                f"got an array of shape {self.volume.shape}",
+            )
+        if not np.issubdtype(self.volume.dtype, np.number) or np.iscomplexobj(self.volume):
+            raise DataError(self.path, f"expected real numbers, got dtype {self.volume.dtype}")
+        inlines, crosslines, samples = self.volume.shape
+        self.axes = CubeAxes(
+            inlines=np.arange(inlines, dtype=np.int64),
+            crosslines=np.arange(crosslines, dtype=np.int64),
+            samples=np.arange(samples, dtype=np.float64),
+        )
+        self.trace_index = np.arange(inlines * crosslines, dtype=np.int64).reshape(
+            inlines, crosslines
+        )
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.axes.shape
+
+    def line_count(self, axis: str) -> int:
+        return self.shape[AXES.index(axis)]
+
+    def line(self, axis: str, index: int) -> np.ndarray:
+        """One line as a (samples, traces) float32 section, as `Survey.line` reads one."""
+        traces = self.volume[index] if axis == "inline" else self.volume[:, index]
+        return np.ascontiguousarray(np.asarray(traces, dtype=np.float32).T)
+
+    def scaling(self, percentile: float = 99.0) -> Scaling:
+        crosslines = self.shape[1]
+        return traces_scaling(
+            self.trace_index.ravel(),
+            self.shape[2],
+            lambda trace: self.volume[trace // crosslines, trace % crosslines],
+            self.volume.dtype,
+            percentile,
+        )
+
+    def close(self) -> None:
+        pass
+
+
+def open_cube(path, vertical: str = "time") -> Survey | ArrayCube:
+    """A 3-D SEG-Y survey (`Survey`) or a 3-D .npy cube (`ArrayCube`), by the file's suffix."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in SEGY_SUFFIXES:
+        return Survey(path, vertical=vertical)
+    if suffix == ".npy":
+        return ArrayCube(path)
+    raise DataError(path, "expected a 3-D SEG-Y file (.sgy, .segy) or a 3-D .npy cube")

@@ -12,6 +12,7 @@ import pytest
 from salt.core.errors import SaltError, WriteError
 from salt.core.files import (
     FILE_MODE,
+    atomic_folder,
     atomic_open,
     atomic_path,
     write_bytes,
@@ -98,3 +99,32 @@ def test_a_folder_that_refuses_files_is_named(tmp_path):
         with pytest.raises(WriteError, match="Permission denied"):
             write_text(locked / "x.txt", "x")
         assert list(locked.iterdir()) == []
+
+
+def test_a_folder_is_written_whole_or_not_at_all(tmp_path):
+    """atomic_folder: built in a hidden folder beside the target and renamed onto it (a folder
+    there replaced); a failure inside the block leaves the old folder as it was, nothing beside."""
+    target = tmp_path / "data"
+    with atomic_folder(target) as staging:
+        assert staging.parent == tmp_path and staging.name.startswith(".data.")
+        umask = 0o666 & ~FILE_MODE  # its read and write bits
+        assert stat.S_IMODE(staging.stat().st_mode) == 0o777 & ~umask  # a folder's usual mode
+        (staging / "a.txt").write_text("first")
+        assert not target.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["data"]
+    assert [p.name for p in target.iterdir()] == ["a.txt"]
+    with pytest.raises(
+        WriteError, match="data: could not be written \\(No space left on device\\)"
+    ):
+        with atomic_folder(target) as staging:
+            (staging / "b.txt").write_text("second")
+            raise OSError(errno.ENOSPC, "No space left on device")
+    with pytest.raises(KeyError):
+        with atomic_folder(target):
+            raise KeyError("not an OSError: raised as it is")
+    assert [p.name for p in tmp_path.iterdir()] == ["data"]
+    assert [p.name for p in target.iterdir()] == ["a.txt"]
+    with atomic_folder(target) as staging:
+        (staging / "b.txt").write_text("second")
+    assert [p.name for p in tmp_path.iterdir()] == ["data"]  # the old one gone
+    assert [p.name for p in target.iterdir()] == ["b.txt"]
