@@ -157,6 +157,9 @@ def teach(args: argparse.Namespace) -> Path:
                 str(args.clip_percentile),
             ],
         )
+    painted_tiles = sum(1 for _ in (tiles / "train" / "images").glob("*.png"))
+    if painted_tiles < 2:
+        raise DataError(tiles, f"{painted_tiles} tile from the painted lines: paint more of them")
     conf_dir = out / "conf"
     for index, path in enumerate(paths):
         name = f"{index:02d}_{run_name(Path(path))}"
@@ -165,7 +168,10 @@ def teach(args: argparse.Namespace) -> Path:
             continue
         stage(
             f"[2/3] fine-tuning {path} ({index + 1} of {len(paths)}, {args.minutes:g} min)",
-            fine_tune_command(args, Path(path), run_dir, conf_dir, f"base_{index:02d}"),
+            [
+                *fine_tune_command(args, Path(path), run_dir, conf_dir, f"base_{index:02d}"),
+                f"data.n_folds={min(5, painted_tiles)}",  # a fold split of a few tiles
+            ],
             run_dir / "train.log",
         )
     survey_out = out / "survey"
