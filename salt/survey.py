@@ -5,7 +5,10 @@ Every inline and every crossline of a 3-D post-stack SEG-Y file is predicted as 
 (salt.section's tiling and blending, salt.predict's TTA and checkpoint ensemble), the two passes
 are averaged into one probability volume, and OUT_DIR receives probability.sgy and mask.sgy (the
 input's headers, trace for trace), probability.npy and mask.npy ([inline, crossline, sample]),
-traces.npy (missing, live or dead trace at each grid position), bodies.csv (the 3-D salt bodies),
+uncertainty.sgy and uncertainty.npy (the standard deviation of every view's probability: each
+checkpoint's each TTA view, on the inline and on the crossline; salt.sections.uncertainty),
+lines_to_paint.csv (the lines whose painting would teach the nets most, spread out), traces.npy
+(missing, live or dead trace at each grid position), bodies.csv (the 3-D salt bodies),
 slices.png and bodies.png (pictures) and summary.json. Lines are streamed and written as they
 are predicted, shared between processes by Lightning's predict loop (--devices, --num-nodes, or
 torchrun/srun), and a killed run continues from the lines it had done.
@@ -50,16 +53,21 @@ from salt.sections.survey_work import (
     BODIES_CSV,
     BODIES_PNG,
     DEAD,
+    LINE_FILE,
+    LINES_TO_PAINT,
     LIVE,
     MASK_SEGY,
     MERGES,
     MISSING,
+    OUTPUTS,
     PROBABILITY_SEGY,
     SLICES_PNG,
     SUMMARY,
+    UNCERTAINTY_SEGY,
     SurveyWork,
 )
 from salt.sections.truth import read_truth
+from salt.sections.uncertainty import rank_lines, write_lines_to_paint
 
 PICTURE_SIZE = 96  # the most voxels along an axis of the volume the bodies are rendered from
 
@@ -99,6 +107,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="time",
         help="what the samples are: time (ms) or depth (m)",
     )
+    parser.add_argument(
+        "--suggest",
+        type=int,
+        default=10,
+        help="how many lines lines_to_paint.csv suggests painting next (default 10)",
+    )
+    parser.add_argument(
+        "--suggest-spacing",
+        type=int,
+        default=10,
+        help="a suggested line down-weights the lines of its axis closer than this many lines "
+        "to it (distance / spacing), so that the suggestions spread out (default 10; 1: not)",
+    )
     parser.add_argument("--no-pictures", action="store_true", help="skip slices.png and bodies.png")
     parser.add_argument("--truth", type=Path, help="a true mask (.npy, the cube's shape) to score")
     parser.add_argument(
@@ -131,6 +152,10 @@ def check_options(args: argparse.Namespace) -> None:
         raise SaltError(f"--batch-size: must be at least 1, got {args.batch_size}")
     if args.workers < 0:
         raise SaltError(f"--workers: must be at least 0, got {args.workers}")
+    if args.suggest < 0:
+        raise SaltError(f"--suggest: must be at least 0, got {args.suggest}")
+    if args.suggest_spacing < 1:
+        raise SaltError(f"--suggest-spacing: must be at least 1, got {args.suggest_spacing}")
 
 
 @dataclass
@@ -230,20 +255,25 @@ def finish(
     predicted = time.perf_counter()
     with ExitStack() as files:
         summary_path = files.enter_context(atomic_path(work.output(SUMMARY)))  # renamed last
-        probability, mask = work.merge(survey, args.axes, args.threshold, files, args.merge)
+        merged = work.merge(survey, args.axes, args.threshold, files, args.merge)
+        mask = merged.mask
         filled = fill_enclosed_holes(mask, mask) if args.fill_holes else 0
         bodies = find_bodies(mask, mask, args.min_voxels)
-        probability.flush()
-        mask.flush()
-        for name, volume, sample_format in (
-            (PROBABILITY_SEGY, probability.volume, IEEE_FLOAT),
-            (MASK_SEGY, mask.volume, INT16),
+        for name, slices, sample_format in (
+            (PROBABILITY_SEGY, merged.probability, IEEE_FLOAT),
+            (MASK_SEGY, mask, INT16),
+            (UNCERTAINTY_SEGY, merged.uncertainty, IEEE_FLOAT),
         ):
-            write_segy_like(
-                survey, files.enter_context(atomic_path(work.output(name))), volume, sample_format
-            )
+            slices.flush()
+            path = files.enter_context(atomic_path(work.output(name)))
+            write_segy_like(survey, path, slices.volume, sample_format)
         write_bodies_csv(
             files.enter_context(atomic_path(work.output(BODIES_CSV))), bodies, survey.axes
+        )
+        scores = {axis: merged.scores.scores[axis] for axis in args.axes}
+        picks = rank_lines(scores, args.suggest, args.suggest_spacing)
+        write_lines_to_paint(
+            files.enter_context(atomic_path(work.output(LINES_TO_PAINT))), picks, survey.axes
         )
         position = picture_position(survey.shape, bodies)
         dead, time_slice = survey.scan_traces(sample=position[2])
@@ -253,6 +283,9 @@ def finish(
         if not args.no_pictures:
             draw_pictures(work, survey, scaling, time_slice, views, position, files)
         live = traces == LIVE
+        live_voxels = max(1, int(live.sum()) * survey.shape[2])
+        numbers = {"inline": survey.axes.inlines, "crossline": survey.axes.crosslines}
+        pictures = {SLICES_PNG, BODIES_PNG} if args.no_pictures else set()
         summary: dict[str, Any] = {
             "input": str(args.input),
             "shape": list(survey.shape),
@@ -264,9 +297,13 @@ def finish(
             "missing_traces": int(np.count_nonzero(traces == MISSING)),
             "dead_traces": int(np.count_nonzero(traces == DEAD)),
             # of the voxels of live traces (missing and dead ones hold no data, and no salt)
-            "salt_fraction": views.salt_voxels / max(1, int(live.sum()) * survey.shape[2]),
+            "salt_fraction": views.salt_voxels / live_voxels,
             "filled_voxels": int(filled),
             "bodies": len(bodies),
+            # the mean over the live traces' voxels (missing traces hold NaN, dead ones 0)
+            "uncertainty": {"mean": merged.scores.total / live_voxels, "max": merged.scores.max},
+            "lines_to_paint": [f"{p.axis} {int(numbers[p.axis][p.index])}" for p in picks],
+            "files": [name for name in OUTPUTS if name not in pictures],
             "seconds": round(time.perf_counter() - started, 1),
             "finish_seconds": round(time.perf_counter() - predicted, 1),
         }
@@ -314,6 +351,7 @@ def predict_survey(args: argparse.Namespace) -> dict | None:
         "axes": args.axes,
         "scaling": str(scaling),
         "precision": args.precision,
+        "line_file": LINE_FILE,
     }
     truth = None if args.truth is None else Slices(read_truth(args.truth, survey.shape, "survey"))
     work = SurveyWork(args.out)

@@ -90,6 +90,29 @@ def test_blending_hides_tiles_that_disagree():
         assert border_ratio(smooth, stride) <= 1.5
 
 
+def test_views_are_blended_each_on_its_own():
+    """A prediction of several views per tile, (N, V, 101, 101), blends into (V, rows, W) per
+    emitted strip: each view exactly as stitching it alone would (what the survey's
+    uncertainty is computed from)."""
+    image = np.random.default_rng(1).integers(0, 256, (230, 170), dtype=np.uint8)
+    weights = np.random.default_rng(2).random((3, 101, 101)).astype(np.float32)
+
+    def view(tiles, k):  # views that differ from each other and from tile to tile
+        return weights[k] * (tiles.astype(np.float32) / 255) ** (k + 1)
+
+    def views(tiles):
+        return np.stack([view(tiles, k) for k in range(3)], axis=1)
+
+    emitted = []
+    stitch(image, views, lambda top, rows, probabilities: emitted.append(probabilities), stride=37)
+    assert all(strip.shape[0] == 3 and strip.shape[2] == 170 for strip in emitted)
+    blended = np.concatenate(emitted, axis=1)
+    for k in range(3):
+        _, alone = stitch_all(image, lambda tiles, k=k: view(tiles, k), stride=37)
+        assert np.array_equal(blended[k], alone)
+    assert not np.allclose(blended[0], blended[1], atol=1e-2)
+
+
 def predict_synthetic_section(run, tmp_path, height, width, seed=0):
     """salt.section's CLI on a generated section with its truth: (probabilities, mask, IoU)."""
     amplitude, truth = make_section(height, width, seed=seed, amplitudes=True)

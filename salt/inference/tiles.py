@@ -25,7 +25,8 @@ TTA_TRANSFORMS = ("none", "hflip")
 
 @dataclass
 class TilePredictions:
-    """`masks`: (N, 101, 101) float32 salt probabilities; `salt`: (N,) "has salt" ones or None."""
+    """`masks`: (N, 101, 101) float32 salt probabilities, or (N, V, 101, 101) those of each view
+    (`views=True`); `salt`: (N,) "has salt" ones or None."""
 
     masks: np.ndarray
     salt: np.ndarray | None = None
@@ -36,26 +37,44 @@ def check_tta(tta: Sequence[str], key: str = "tta") -> list[str]:
     return choices(key, tta, TTA_TRANSFORMS)
 
 
-def tta_forward(net: nn.Module, images: torch.Tensor, tta: Sequence[str]):
-    """Mean probabilities over the TTA transforms, on the 101x101 tiles.
+def tta_views(net: nn.Module, images: torch.Tensor, tta: Sequence[str]):
+    """The probabilities of each TTA view, on the 101x101 tiles: yields, view by view, (mask
+    probabilities (N, 1, 101, 101), flipped back, has-salt (N,) or None).
 
     `images` are padded (N, C, 128, 128) tiles. A flip is applied to the 101x101 tile before
     padding (the padding is asymmetric, 13 + 14 px), which makes flip TTA exactly
-    flip-equivariant. Returns (mask probabilities (N, 1, 101, 101), has-salt (N,) or None).
-    """
+    flip-equivariant."""
+    if not tta:
+        raise ValueError("tta names no view: give at least 'none'")
     tiles = crop_tile(images)
-    masks: torch.Tensor | float = 0.0
-    salt: torch.Tensor | float = 0.0
     for name in tta:
         flipped = name == "hflip"
         outputs = net(pad_tiles(tiles.flip(-1)) if flipped else images)
         probabilities = crop_tile(torch.sigmoid(outputs["mask"].float()))
-        masks = masks + (probabilities.flip(-1) if flipped else probabilities)
+        salt = None
         if "salt_logit" in outputs:
-            salt = salt + torch.sigmoid(outputs["salt_logit"].float()).reshape(-1)
-    if not isinstance(masks, torch.Tensor):
-        raise ValueError("tta names no view: give at least 'none'")
+            salt = torch.sigmoid(outputs["salt_logit"].float()).reshape(-1)
+        yield (probabilities.flip(-1) if flipped else probabilities), salt
+
+
+def tta_forward(net: nn.Module, images: torch.Tensor, tta: Sequence[str], views: bool = False):
+    """Mean probabilities over the TTA transforms (`tta_views`), on the 101x101 tiles.
+
+    Returns (mask probabilities (N, 1, 101, 101), has-salt (N,) or None); with `views`, the
+    mask probabilities of every view instead of their mean: (N, len(tta), 101, 101).
+    """
+    masks: torch.Tensor | float = 0.0
+    salt: torch.Tensor | float = 0.0
+    each = []
+    for probabilities, view_salt in tta_views(net, images, tta):
+        masks = masks + probabilities
+        if views:
+            each.append(probabilities)
+        if view_salt is not None:
+            salt = salt + view_salt
     has_salt = None if isinstance(salt, float) else salt / len(tta)
+    if views:
+        return torch.cat(each, dim=1), has_salt
     return masks / len(tta), has_salt
 
 
@@ -99,10 +118,12 @@ def predict_tiles(
     tta: Sequence[str] = ("none",),
     precision: str | None = None,
     progress: str | None = None,
+    views: bool = False,
 ) -> TilePredictions:
     """Probabilities for every tile of `dataset`, in order, cropped to 101x101.
 
     `progress`: show a progress bar over the batches under this description (none when None).
+    `views`: the masks of every TTA view, (N, len(tta), 101, 101), instead of their mean.
     """
     tta = check_tta(tta)
     device = torch.device(device)
@@ -118,9 +139,9 @@ def predict_tiles(
     with autocast_for(device, precision):
         for batch in track(loader, description=progress or "", disable=progress is None):
             mask_probabilities, salt_probabilities = tta_forward(
-                net, batch[0].to(device, non_blocking=True), tta
+                net, batch[0].to(device, non_blocking=True), tta, views=views
             )
-            masks.append(mask_probabilities[:, 0].cpu())
+            masks.append((mask_probabilities if views else mask_probabilities[:, 0]).cpu())
             if salt_probabilities is not None:
                 salt.append(salt_probabilities.float().cpu())
     return TilePredictions(
@@ -138,13 +159,17 @@ def predict_ensemble(
     checkpoints: Sequence[Path | tuple[nn.Module, dict]],
     images: np.ndarray,
     progress: bool = False,
+    views: bool = False,
     **options,
 ) -> TilePredictions:
     """The mean of `predict_tiles` over checkpoints, each loaded once, on (N, 101, 101) tiles.
 
     Entries may also be `load_model` results, for callers that predict many batches of tiles.
+    With `views=True` the masks are not averaged: (N, checkpoints x TTA views, 101, 101), every
+    view of the first checkpoint, then of the next (their mean over axis 1 is the ensemble's).
     """
     total_masks, total_salt, with_salt = None, None, 0
+    every_view: list[np.ndarray] = []
     datasets: dict[tuple, TileDataset] = {}
     for index, path in enumerate(checkpoints, 1):
         if progress:
@@ -153,14 +178,23 @@ def predict_ensemble(
         key = tuple(sorted(inputs.items()))
         if key not in datasets:
             datasets[key] = TileDataset(images, **inputs)
-        predictions = predict_tiles(net, datasets[key], **options)
-        total_masks = predictions.masks if total_masks is None else total_masks + predictions.masks
+        predictions = predict_tiles(net, datasets[key], views=views, **options)
+        if views:
+            every_view.append(predictions.masks)
+        else:
+            total_masks = (
+                predictions.masks if total_masks is None else total_masks + predictions.masks
+            )
         if predictions.salt is not None:
             total_salt = predictions.salt if total_salt is None else total_salt + predictions.salt
             with_salt += 1
-    if total_masks is None:
+    if views and every_view:
+        masks = np.concatenate(every_view, axis=1)
+    elif total_masks is not None:
+        masks = total_masks / len(checkpoints)
+    else:
         raise ValueError("no checkpoints to predict with")
     return TilePredictions(
-        masks=total_masks / len(checkpoints),
+        masks=masks,
         salt=None if total_salt is None else total_salt / with_salt,
     )

@@ -2,7 +2,9 @@
 
 One item of `LineDataset` is one whole line (an inline or a crossline), read and scaled to 8-bit;
 `LinePredictor.predict_step` tiles it, predicts the tiles with the TTA and checkpoint ensemble
-of salt.predict and blends them back (salt.sections.stitch); `LineWriter` hands each line to
+of salt.predict, keeping every view (checkpoint x TTA view) apart, and blends each view's tiles
+back (salt.sections.stitch): the line's probability is the views' mean, its spread their
+standard deviation (salt.sections.uncertainty); `LineWriter` hands each line to
 `SurveyWork.write_line` as soon as it is predicted. Under DDP each rank takes its own share of
 the lines left (`rank_share`: every world-th, from its rank on) and writes only those: nothing is
 gathered. The share is taken here rather than by Lightning's distributed sampler for predicting,
@@ -28,6 +30,7 @@ from salt.sections.paging import trim_heap
 from salt.sections.seismic import Scaling
 from salt.sections.stitch import stitch
 from salt.sections.survey_work import SurveyWork
+from salt.sections.uncertainty import view_statistics
 
 Line = tuple[str, int]  # ("inline" or "crossline", index along that axis)
 
@@ -118,8 +121,10 @@ class SurveyLines(pl.LightningDataModule):
 
 
 class LinePredictor(pl.LightningModule):
-    """Predicts one line per step: float16 (samples, traces) salt probabilities, 0 on blank
-    traces. `models` are `salt.inference.tiles.load_model` results."""
+    """Predicts one line per step: a float16 (2, samples, traces) array of the salt probability
+    (the mean of the views: every checkpoint's every TTA view, each blended on its own) and the
+    views' standard deviation, both 0 on blank traces. `models` are
+    `salt.inference.tiles.load_model` results."""
 
     def __init__(
         self,
@@ -136,6 +141,7 @@ class LinePredictor(pl.LightningModule):
         self.batch_size, self.tile_precision = batch_size, precision
 
     def predict_tiles(self, tiles: np.ndarray) -> np.ndarray:
+        """(N, views, 101, 101): every view's probabilities, not averaged."""
         return predict_ensemble(
             list(zip(self.nets, self.tile_options)),
             tiles,
@@ -143,24 +149,28 @@ class LinePredictor(pl.LightningModule):
             device=self.device,
             tta=self.tta,
             precision=self.tile_precision,
+            views=True,
         ).masks
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int = 0) -> dict[str, Any]:
         image = batch["image"]
-        probability = np.zeros(image.shape, dtype=np.float16)
+        line = np.zeros((2, *image.shape), dtype=np.float16)  # probability, views' deviation
+        prediction = {"axis": batch["axis"], "index": batch["index"], "line": line}
         if batch["blank"].all():  # a line without a live trace (a missing line): no salt
-            return {"axis": batch["axis"], "index": batch["index"], "probability": probability}
+            return prediction
 
-        def emit(top: int, _image: np.ndarray, rows: np.ndarray) -> None:
-            probability[top : top + len(rows)] = rows
+        def emit(top: int, _image: np.ndarray, views: np.ndarray) -> None:
+            mean, deviation = view_statistics(views)  # views: (views, rows, traces)
+            line[0, top : top + mean.shape[0]] = mean
+            line[1, top : top + mean.shape[0]] = deviation
 
         stitch(image, self.predict_tiles, emit, stride=self.stride)
-        probability[:, batch["blank"]] = 0
-        return {"axis": batch["axis"], "index": batch["index"], "probability": probability}
+        line[:, :, batch["blank"]] = 0
+        return prediction
 
 
 class LineWriter(BasePredictionWriter):
-    """Writes every predicted line through `write(axis, index, probability)` at once."""
+    """Writes every predicted line through `write(axis, index, line)` at once."""
 
     def __init__(self, write: Callable[[str, int, np.ndarray], Any]) -> None:
         super().__init__(write_interval="batch")
@@ -169,7 +179,7 @@ class LineWriter(BasePredictionWriter):
     def write_on_batch_end(
         self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx
     ) -> None:
-        self.write(prediction["axis"], prediction["index"], prediction["probability"])
+        self.write(prediction["axis"], prediction["index"], prediction["line"])
         trim_heap()  # what the line's tiles and activations used: resident memory stays flat
 
 

@@ -67,10 +67,12 @@ def stitch(
 ) -> int:
     """Predict `section` (H, W) tile by tile and blend the tiles.
 
-    `predict` maps uint8 tiles (N, 101, 101) to probabilities (N, 101, 101); `to_uint8` scales
-    rows of the section to uint8 (the section must be uint8 without it). `emit(top, image,
-    probabilities)` receives consecutive finished rows from `top` down: their uint8 image and
-    blended float32 probabilities, both (rows, W). Returns the number of tiles predicted.
+    `predict` maps uint8 tiles (N, 101, 101) to probabilities (N, 101, 101), or to a stack of
+    them per tile, (N, V, 101, 101) (each of V views, e.g. TTA views, blended on its own);
+    `to_uint8` scales rows of the section to uint8 (the section must be uint8 without it).
+    `emit(top, image, probabilities)` receives consecutive finished rows from `top` down: their
+    uint8 image, (rows, W), and blended float32 probabilities, (rows, W) or (V, rows, W).
+    Returns the number of tiles predicted.
     """
     check_stride(stride)
     height, width = section.shape
@@ -82,14 +84,16 @@ def stitch(
     tile_weight = np.outer(weights, weights)
     row_total = axis_weights(height, rows, weights)
     column_total = axis_weights(width, columns, weights)
-    buffer = np.zeros((TILE, padded_width), dtype=np.float32)
+    buffer: np.ndarray | None = None  # (..., TILE, padded_width): the views of the strip
     for number, top in enumerate(rows):
         row_index = reflect_index(np.arange(top, top + TILE), height)
         strip = to_uint8(np.asarray(section[row_index])[:, column_index])
         tiles = np.stack([strip[:, left : left + TILE] for left in columns])
         probabilities = predict(tiles)
+        if buffer is None:
+            buffer = np.zeros((*probabilities.shape[1:-2], TILE, padded_width), dtype=np.float32)
         for left, tile in zip(columns, probabilities):
-            buffer[:, left : left + TILE] += tile * tile_weight
+            buffer[..., left : left + TILE] += tile * tile_weight
         finished = int(rows[number + 1] - top) if number + 1 < len(rows) else TILE
         finished = min(finished, height - int(top))
         if finished > 0:
@@ -97,8 +101,8 @@ def stitch(
             emit(
                 int(top),
                 strip[:finished, :width],
-                (buffer[:finished, :width] / total).astype(np.float32),
+                (buffer[..., :finished, :width] / total).astype(np.float32),
             )
-        buffer = np.roll(buffer, -finished, axis=0)
-        buffer[TILE - finished :] = 0
+        buffer = np.roll(buffer, -finished, axis=-2)
+        buffer[..., TILE - finished :, :] = 0
     return len(rows) * len(columns)

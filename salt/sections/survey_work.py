@@ -2,17 +2,20 @@
 
 `SurveyWork` owns OUT_DIR. Until a survey is finished its work lives in OUT_DIR/.survey/:
 `settings.json` (what the predicted lines depend on) and one file per predicted line,
-`lines/<axis>/<index>.npy` ((samples, traces) float16 probabilities), each written atomically
-by the rank that predicted it. The set of line files is the progress record: a line is done
-exactly when its file exists, so a killed run resumes from the lines already done, and a line
-predicted twice (a resume, or the distributed sampler's padding) is the same bytes twice.
+`lines/<axis>/<index>.npy` ((2, samples, traces) float16: the probability, which is the mean of
+the line's views, and the views' standard deviation, salt.sections.uncertainty), each written
+atomically by the rank that predicted it. The set of line files is the progress record: a line
+is done exactly when its file exists, so a killed run resumes from the lines already done, and a
+line predicted twice (a resume, or the distributed sampler's padding) is the same bytes twice.
 
 Merging (one process, after every line is done) builds the final volumes, indexed
 [inline, crossline, sample]: the inline pass is read line by line; the crossline pass is first
-gathered into an [inline, crossline, sample] float16 volume (`crossline.npy`, one strided write
-per crossline) so that both passes are then read in inline order; the probability is the mean
-of the passes given. The final files are written under temporary names and renamed into
-OUT_DIR together at the end, `summary.json` last: a folder with `summary.json` is finished.
+gathered into an [inline, crossline, 2, sample] float16 volume (`crossline.npy`, one strided
+write per crossline) so that both passes are then read in inline order; the probability is the
+mean of the passes given, the uncertainty the standard deviation of all their views
+(`combine_passes`), and each line's summed uncertainty is gathered on the way (`LineScores`).
+The final files are written under temporary names and renamed into OUT_DIR together at the end,
+`summary.json` last: a folder with `summary.json` is finished.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import json
 import shutil
 from collections.abc import Sequence
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,27 +34,47 @@ from salt.core.errors import SaltError
 from salt.core.files import atomic_path, write_json
 from salt.sections.cube import AXES, Survey
 from salt.sections.paging import PAGE_RELEASE_EVERY, Slices, release_pages
+from salt.sections.uncertainty import LineScores, combine_passes
 
 WORK = ".survey"
 SETTINGS = "settings.json"
 SUMMARY = "summary.json"
 PROBABILITY_SEGY, MASK_SEGY = "probability.sgy", "mask.sgy"
 PROBABILITY, MASK, TRACES = "probability.npy", "mask.npy", "traces.npy"
+UNCERTAINTY_SEGY, UNCERTAINTY = "uncertainty.sgy", "uncertainty.npy"
 BODIES_CSV, SLICES_PNG, BODIES_PNG = "bodies.csv", "slices.png", "bodies.png"
+LINES_TO_PAINT = "lines_to_paint.csv"
 OUTPUTS = (
     PROBABILITY_SEGY,
     MASK_SEGY,
+    UNCERTAINTY_SEGY,
     PROBABILITY,
     MASK,
+    UNCERTAINTY,
     TRACES,
     BODIES_CSV,
+    LINES_TO_PAINT,
     SLICES_PNG,
     BODIES_PNG,
     SUMMARY,
 )
+# what a line file holds (a settings entry: line files of another layout are not continued)
+LINE_FILE = "float16 [probability, views' standard deviation] x samples x traces"
 MERGES = ("mean", "max")
 # traces.npy: what each (inline, crossline) position of the grid holds
 MISSING, LIVE, DEAD = 0, 1, 2
+
+
+@dataclass
+class Merged:
+    """The merged volumes (temporary files until the merge's ExitStack closes): `probability`
+    (float32), `mask` (uint8 0/1), `uncertainty` (float32), and the uncertainty summed over each
+    line (`scores`)."""
+
+    probability: Slices
+    mask: Slices
+    uncertainty: Slices
+    scores: LineScores
 
 
 class SurveyWork:
@@ -78,9 +102,15 @@ class SurveyWork:
             return set()
         return {int(p.stem) for p in folder.glob("[0-9]*.npy")}
 
-    def write_line(self, axis: str, index: int, probability: np.ndarray) -> None:
+    def write_line(self, axis: str, index: int, line: np.ndarray) -> None:
+        """A line's file: `line`, (2, samples, traces) float16, its probability and its views'
+        standard deviation."""
+        if line.dtype != np.float16 or line.ndim != 3 or len(line) != 2:
+            raise ValueError(
+                f"a line is (2, samples, traces) float16, not {line.shape} {line.dtype}"
+            )
         with atomic_path(self.line_path(axis, index)) as temporary:
-            np.save(temporary, probability, allow_pickle=False)
+            np.save(temporary, line, allow_pickle=False)
 
     # -- settings: what the line files were predicted with -------------------------------------
     def conflict(self, settings: dict[str, Any]) -> str | None:
@@ -133,11 +163,16 @@ class SurveyWork:
 
     # -- merging ---------------------------------------------------------------------------------
     def gather_crosslines(self, shape: tuple[int, int, int]) -> np.ndarray:
-        """The crossline pass as an [inline, crossline, sample] float16 memmap in the work folder."""
+        """The crossline pass as an [inline, crossline, 2, sample] float16 memmap in the work
+        folder: [..., 0, :] the probability, [..., 1, :] the views' standard deviation."""
+        inlines, crosslines, samples = shape
         with atomic_path(self.root / "crossline.npy") as temporary:
-            volume = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.float16, shape=shape)
-            for index in range(shape[1]):
-                volume[:, index, :] = np.load(self.line_path("crossline", index)).T
+            volume = np.lib.format.open_memmap(
+                temporary, mode="w+", dtype=np.float16, shape=(inlines, crosslines, 2, samples)
+            )
+            for index in range(crosslines):
+                line = np.load(self.line_path("crossline", index))  # (2, samples, inlines)
+                volume[:, index] = line.transpose(2, 0, 1)
                 if index % PAGE_RELEASE_EVERY == PAGE_RELEASE_EVERY - 1:
                     release_pages(volume)
             volume.flush()
@@ -151,10 +186,12 @@ class SurveyWork:
         threshold: float,
         files: ExitStack,
         how: str = "mean",
-    ) -> tuple[Slices, Slices]:
-        """(probability, mask) written to temporary files that `files` renames into OUT_DIR when
-        it closes: float32 probabilities (the passes' mean, or `how`="max" their maximum; NaN
-        where a trace is missing) and the uint8 0/1 mask (probability >= threshold)."""
+    ) -> Merged:
+        """The volumes, written to temporary files that `files` renames into OUT_DIR when it
+        closes: float32 probabilities (the passes' mean, or `how`="max" their maximum; NaN where
+        a trace is missing), the uint8 0/1 mask (probability >= threshold) and the float32
+        uncertainty (the standard deviation of every view of the passes, whatever `how`; NaN
+        where a trace is missing), with each line's summed uncertainty."""
         shape = survey.shape
         missing = [a for a in axes if len(self.done(a)) < survey.line_count(a)]
         if missing:
@@ -168,24 +205,33 @@ class SurveyWork:
 
         probability = Slices(memmap(PROBABILITY, np.float32))
         mask = Slices(memmap(MASK, np.uint8))
+        uncertainty = Slices(memmap(UNCERTAINTY, np.float32))
+        scores = LineScores(shape)
         crossline_slices = None if crosslines is None else Slices(crosslines)
         for inline in range(shape[0]):
-            passes = []
+            passes, spreads = [], []
             if "inline" in axes:
                 line = np.load(self.line_path("inline", inline), allow_pickle=False)
-                passes.append(line.T.astype(np.float32))
+                passes.append(line[0].T.astype(np.float32))
+                spreads.append(line[1].T)
             if crossline_slices is not None:
-                passes.append(crossline_slices[inline].astype(np.float32))
+                plane = crossline_slices[inline]  # (crosslines, 2, samples)
+                passes.append(plane[:, 0].astype(np.float32))
+                spreads.append(plane[:, 1])
             if len(passes) == 1:
                 merged = passes[0]
             elif how == "max":
                 merged = np.maximum(passes[0], passes[1])
             else:
                 merged = (passes[0] + passes[1]) / np.float32(2)
+            spread = combine_passes(passes, spreads)
             merged[~present[inline]] = np.nan
+            spread[~present[inline]] = np.nan
             probability[inline] = merged
             mask[inline] = merged >= threshold
-        return probability, mask
+            uncertainty[inline] = spread
+            scores.add(inline, spread)
+        return Merged(probability, mask, uncertainty, scores)
 
     def write_traces(self, survey: Survey, dead: np.ndarray, files: ExitStack) -> np.ndarray:
         """The uint8 trace map (MISSING, LIVE, DEAD) of `survey`, written to a temporary file

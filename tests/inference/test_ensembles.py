@@ -74,3 +74,21 @@ def test_has_salt_is_averaged_over_the_checkpoints_with_the_classifier_head(chec
     np.testing.assert_allclose(one_head.masks, (no_head.masks + a.masks) / 2, rtol=0, atol=1e-6)
 
     assert predict_ensemble([checkpoints["no_head"]] * 2, images, tta=TTA).salt is None
+
+
+def test_views_are_every_checkpoints_every_tta_view_before_the_mean(checkpoints, images):
+    """`views=True`: (N, checkpoints x TTA views, 101, 101), checkpoint by checkpoint, each
+    view what that checkpoint predicts with that TTA view alone; their mean is the ensemble's."""
+    pair = [checkpoints["a"], checkpoints["b"]]
+    views = predict_ensemble(pair, images, tta=TTA, views=True)
+    assert views.masks.dtype == np.float32 and views.masks.shape == (len(images), 4, 101, 101)
+    np.testing.assert_allclose(
+        views.masks.mean(axis=1), predict_ensemble(pair, images, tta=TTA).masks, atol=1e-6
+    )
+    for k, (checkpoint, view) in enumerate(
+        (c, v) for c in ("a", "b") for v in TTA
+    ):  # e.g. view 1: checkpoint a's hflip
+        alone = predict_ensemble([checkpoints[checkpoint]], images, tta=[view]).masks
+        np.testing.assert_allclose(views.masks[:, k], alone, rtol=0, atol=1e-6)
+    assert np.abs(views.masks[:, 0] - views.masks[:, 1]).max() > 1e-3  # the views differ
+    assert views.salt is not None and views.salt.shape == (len(images),)

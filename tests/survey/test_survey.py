@@ -3,6 +3,7 @@ geometry, the merge of the passes, resume after a kill, two processes, bad input
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -28,6 +29,7 @@ from salt.sections import segy_out
 from salt.sections.cube import Survey
 from salt.sections.seismic import scaling_for
 from salt.sections.survey_work import DEAD, LIVE, MISSING, OUTPUTS, WORK, SurveyWork
+from salt.sections.uncertainty import rank_lines
 from tests.helpers.runs import REPO_ROOT, run_main
 from tests.helpers.tiny_net import write_checkpoint
 
@@ -79,8 +81,23 @@ def gray_level_net(monkeypatch):
     probabilities are then its scaled amplitudes, so every voxel of the result is known from the
     input alone, wherever the line it was predicted in lies (`gray_levels`)."""
 
-    def predict(models, tiles, **options):
-        return SimpleNamespace(masks=tiles.astype(np.float32) / 255)
+    def predict(models, tiles, views=False, **options):
+        assert views  # the survey keeps every view (one here)
+        return SimpleNamespace(masks=tiles[:, None].astype(np.float32) / 255)
+
+    monkeypatch.setattr(lines_module, "predict_ensemble", predict)
+
+
+@pytest.fixture
+def two_view_net(monkeypatch):
+    """The nets replaced by two views of each pixel's own gray level g (/ 255): g and g^2. Every
+    view of a voxel is then known from the input alone and is the same in either pass, so its
+    uncertainty is the deviation of {g, g^2}: |g - g^2| / 2, 0 exactly where g is 0 or 1."""
+
+    def predict(models, tiles, views=False, **options):
+        assert views
+        gray = tiles.astype(np.float32) / 255
+        return SimpleNamespace(masks=np.stack([gray, gray**2], axis=1))
 
     monkeypatch.setattr(lines_module, "predict_ensemble", predict)
 
@@ -177,18 +194,90 @@ def test_outputs_lie_on_the_input_geometry(
 
 
 def test_the_passes_are_merged_by_their_mean(checkpoint, tmp_path, capsys):
+    """The probability is the passes' mean, and the uncertainty their disagreement: with one
+    view a pass (one checkpoint, no TTA), 0 for one pass and |inline - crossline| / 2 (the
+    deviation of the two views) for both."""
     cube, _ = write_cube(tmp_path / "cube.sgy", shape=(6, 7, 40), seed=1)
-    volumes = {}
+    volumes, uncertainty = {}, {}
     for axes in ("inline", "crossline", "inline,crossline"):
         out = tmp_path / axes
         status, _, err = survey(capsys, cube, out, checkpoint, "--axes", axes, "--tta", "none")
         assert status == 0, err
         volumes[axes] = np.load(out / "probability.npy")
+        uncertainty[axes] = np.load(out / "uncertainty.npy")
     # the passes differ (each line is predicted as a whole section of its own direction), and
     # the default merge is their mean (float16 line files: the same values whichever run)
     assert not np.allclose(volumes["inline"], volumes["crossline"], atol=1e-3)
     expected = (volumes["inline"] + volumes["crossline"]) / 2
     assert np.array_equal(volumes["inline,crossline"], expected)
+    assert not uncertainty["inline"].any() and not uncertainty["crossline"].any()
+    disagreement = np.abs(volumes["inline"] - volumes["crossline"]) / 2
+    np.testing.assert_allclose(uncertainty["inline,crossline"], disagreement, rtol=1e-6, atol=1e-8)
+    assert disagreement.max() > 1e-2
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_uncertainty_is_the_spread_of_the_views(tmp_path, capsys, checkpoint, two_view_net):
+    """With two known views a pixel (g and g^2, the same in either pass), uncertainty.npy and
+    uncertainty.sgy hold |g - g^2| / 2 (0 where the views agree, NaN on missing traces, 0 on
+    dead ones) on the input's geometry and headers; lines_to_paint.csv ranks the lines by their
+    summed uncertainty, spread out; summary.json names the files."""
+    missing = corner_missing(SHAPE[:2], 0.2)
+    dead = random_dead(SHAPE[:2], 0.1, seed=2) & ~missing
+    cube, _ = write_cube(tmp_path / "cube.sgy", missing=missing, dead=dead)
+    options = ("--suggest", "6", "--suggest-spacing", "3")
+    status, _, err = survey(capsys, cube, tmp_path / "out", checkpoint, *options)
+    assert status == 0, err
+    out = tmp_path / "out"
+    gray = gray_levels(cube, make_cube(SHAPE, 0)[0])
+    gray[dead] = 0  # blank traces: no salt in any view
+    expected = np.abs(gray - gray**2) / 2
+    uncertainty = np.load(out / "uncertainty.npy")
+    assert uncertainty.dtype == np.float32 and uncertainty.shape == SHAPE
+    assert np.isnan(uncertainty[missing]).all() and (uncertainty[dead] == 0).all()
+    present = ~missing
+    np.testing.assert_allclose(uncertainty[present], expected[present], rtol=0, atol=FLOAT16_STEP)
+    agree = present[..., None] & ((gray == 0) | (gray == 1))  # clipped: both views 0, or both 1
+    assert agree.sum() > 10 and (uncertainty[agree] == 0).all()
+    disagree = present[..., None] & (gray > 0.1) & (gray < 0.9)
+    assert (uncertainty[disagree] > 0.04).all()
+
+    assert raw_headers(out / "uncertainty.sgy") == raw_headers(cube)
+    with segyio.open(str(out / "uncertainty.sgy"), ignore_geometry=True) as u:
+        assert int(u.format) == 5 and u.tracecount == int(present.sum())
+        for k, header in enumerate(u.header):
+            inline = header[segyio.TraceField.INLINE_3D] - FIRST_INLINE
+            crossline = header[segyio.TraceField.CROSSLINE_3D] - FIRST_CROSSLINE
+            assert np.array_equal(u.trace[k], uncertainty[inline, crossline])
+
+    # the lines ranked by their summed uncertainty, 6 of them, spread by 3 lines
+    values = np.nan_to_num(uncertainty.astype(np.float64))
+    scores = {"inline": values.sum(axis=(1, 2)), "crossline": values.sum(axis=(0, 2))}
+    picks = rank_lines(scores, 6, spacing=3)
+    rows = read_csv(out / "lines_to_paint.csv")
+    first = {"inline": FIRST_INLINE, "crossline": FIRST_CROSSLINE}
+    assert [(r["rank"], r["axis"], r["line"], r["index"]) for r in rows] == [
+        (str(p.rank), p.axis, str(first[p.axis] + p.index), str(p.index)) for p in picks
+    ]
+    for row, pick in zip(rows, picks):
+        assert float(row["score"]) == pytest.approx(pick.score, rel=1e-5)
+        assert float(row["weighted_score"]) == pytest.approx(pick.weighted_score, rel=1e-5)
+    best = max((s[i], a, i) for a, s in scores.items() for i in range(len(s)))
+    assert (rows[0]["axis"], int(rows[0]["index"])) == best[1:]  # the most uncertain line first
+    unspread = rank_lines(scores, 6, spacing=1)  # --suggest-spacing 3 changed the picks
+    assert [(p.axis, p.index) for p in picks] != [(p.axis, p.index) for p in unspread]
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert {"uncertainty.sgy", "uncertainty.npy", "lines_to_paint.csv"} <= set(summary["files"])
+    assert set(summary["files"]) == set(OUTPUTS) - PICTURES
+    assert summary["lines_to_paint"] == [f"{r['axis']} {r['line']}" for r in rows]
+    live = present & ~dead
+    assert summary["uncertainty"]["mean"] == pytest.approx(values.sum() / (live.sum() * SHAPE[2]))
+    assert summary["uncertainty"]["max"] == pytest.approx(float(np.nanmax(uncertainty)))
 
 
 def test_a_line_without_traces_is_a_row_of_missing_traces(
@@ -345,15 +434,19 @@ def held_survey(cube: Path, out: Path, checkpoint: Path, *options, lines: int):
     return held
 
 
+RUNS = ("whole", "resumed")
+
+
 @pytest.mark.slow
 @pytest.mark.multiprocess
 def test_killed_survey_resumes_to_identical_files(checkpoint, tmp_path, capsys):
     """SIGKILLed with one line left and a half-written line file beside the others, then the same
     command on two processes: one of them has no line to predict. Every final file is the
-    uninterrupted run's, byte for byte."""
+    uninterrupted run's, byte for byte: the uncertainty of both TTA views and both passes and
+    the lines to paint next included."""
     shape = (10, 9, 120)
     cube, _ = write_cube(tmp_path / "cube.sgy", shape=shape, seed=5)
-    options = ("--stride", "25", "--tta", "none", "--no-pictures")
+    options = ("--stride", "25", "--tta", "none", "hflip", "--no-pictures")
     with one_thread():  # as the child processes run: the same sums in the same order
         whole = survey(capsys, cube, tmp_path / "whole", checkpoint, *options)
     assert whole[0] == 0, whole[2]
@@ -375,6 +468,11 @@ def test_killed_survey_resumes_to_identical_files(checkpoint, tmp_path, capsys):
     assert final_bytes(tmp_path / "resumed") == final_bytes(tmp_path / "whole")
     assert set(final_bytes(tmp_path / "whole")) == set(OUTPUTS) - {"summary.json"} - PICTURES
     assert not (tmp_path / "resumed" / WORK).exists()
+    assert np.load(tmp_path / "whole" / "uncertainty.npy").max() > 1e-2
+    assert len(read_csv(tmp_path / "whole" / "lines_to_paint.csv")) == 10  # --suggest's default
+    summaries = [json.loads((tmp_path / r / "summary.json").read_text()) for r in RUNS]
+    assert [s["uncertainty"] for s in summaries] == [summaries[0]["uncertainty"]] * 2
+    assert [s["lines_to_paint"] for s in summaries] == [summaries[0]["lines_to_paint"]] * 2
 
 
 @pytest.mark.slow
@@ -399,7 +497,10 @@ def test_sigterm_stops_the_survey_after_the_line_in_progress(checkpoint, tmp_pat
 @pytest.mark.multiprocess
 def test_two_processes_write_the_one_process_volume(checkpoint, tmp_path, capsys):
     cube, _ = write_cube(tmp_path / "cube.sgy", shape=(9, 8, 70), seed=6)
-    one = survey(capsys, cube, tmp_path / "one", checkpoint, pictures=True)
+    with one_thread():  # as the child processes run: the same sums in the same order (other
+        # threads' sums can round a line's float16 value the other way; |inline - crossline|
+        # in uncertainty.npy shows what the passes' mean may hide)
+        one = survey(capsys, cube, tmp_path / "one", checkpoint, pictures=True)
     assert one[0] == 0, one[2]
     output = finish(
         subprocess_survey(cube, tmp_path / "two", checkpoint, "--tta", "none", "--devices", "2")
@@ -430,6 +531,8 @@ def test_bad_input_is_one_line_and_writes_nothing(checkpoint, tmp_path, capsys):
         (cube, ["--truth", tmp_path / "truth.npy"], "truth.npy: truth of shape (5, 6, 29) does"),
         (cube, ["--truth", tmp_path / "cube.npy"], "cube.npy: not a readable .npy file"),
         (cube, ["--workers", "-1"], "--workers: must be at least 0, got -1"),
+        (cube, ["--suggest", "-1"], "--suggest: must be at least 0, got -1"),
+        (cube, ["--suggest-spacing", "0"], "--suggest-spacing: must be at least 1, got 0"),
         (cube, ["--out", tmp_path / "file" / "out"], "cannot create the output directory"),
         (broken, [], "broken.sgy: not a readable SEG-Y file"),
         (tmp_path / "absent.sgy", [], "absent.sgy: no such file"),
@@ -458,10 +561,10 @@ def record_lines(monkeypatch, stop_after: int | None = None) -> list[tuple[str, 
     write = SurveyWork.write_line
     written: list[tuple[str, int]] = []
 
-    def write_line(self, axis, index, probability):
+    def write_line(self, axis, index, line):
         if stop_after is not None and len(written) == stop_after:
             raise SaltError("stopped by the test")
-        write(self, axis, index, probability)
+        write(self, axis, index, line)
         written.append((axis, index))
 
     monkeypatch.setattr(SurveyWork, "write_line", write_line)
