@@ -139,7 +139,7 @@ def teach(args: argparse.Namespace) -> Path:
         "clip_percentile": args.clip_percentile,
         "seed": args.seed,
         "train_override": list(args.train_override),
-    }
+    }  # --axes, --truth, --devices: the survey's own settings (it refuses a change itself)
     check_settings(out, settings)
     tiles = out / "tiles"
     if not (tiles / "train.csv").is_file():
@@ -175,6 +175,8 @@ def teach(args: argparse.Namespace) -> Path:
             run_dir / "train.log",
         )
     survey_out = out / "survey"
+    if (survey_out / "summary.json").is_file():
+        return survey_out  # predicted whole already
     stage(
         f"[3/3] the survey {args.survey} with the fine-tuned runs",
         [
@@ -190,6 +192,8 @@ def teach(args: argparse.Namespace) -> Path:
             str(args.devices),
             "--num-nodes",
             str(args.num_nodes),
+            "--axes",
+            args.axes,
             *(["--truth", str(args.truth)] if args.truth else []),
         ],
     )
@@ -217,6 +221,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--devices", type=int, default=1)
     parser.add_argument("--num-nodes", type=int, default=1)
     parser.add_argument("--truth", type=Path, help="the survey's true salt, to score it")
+    parser.add_argument(
+        "--axes",
+        default="inline,crossline",
+        help="the passes of the survey's prediction: inline,crossline, inline or crossline",
+    )
     parser.add_argument(
         "--train-override",
         action="append",
