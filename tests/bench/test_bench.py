@@ -291,3 +291,50 @@ def test_transfer_bench_scores_a_run_on_both_styles_and_back(synthetic_root, tmp
             assert 0 <= figures[key] <= 1 or key == "tiles_against_real", (style, key)
     back = results["generated_to_real"]
     assert back["tiles"] == 12 and 0 <= back["score"] <= 1  # fold 0 of the 60 tiles
+
+
+def test_the_pretraining_arms_compose_to_equal_steps_without_validation(synthetic_root, tmp_path):
+    from salt.bench import pretrain
+    from tests.helpers.runs import compose_config
+
+    command = pretrain.run_command(
+        "resnet34_cpu",
+        synthetic_root,
+        tmp_path / "arm",
+        steps=96,
+        seed=1,
+        fold=0,
+        fraction=0.25,
+        extra=("finetune_from=somewhere",),
+    )
+    assert command[0] == "salt.train"
+    overrides = [o for o in command[1:] if not o.startswith("hydra.")]
+    cfg = compose_config("train", overrides)
+    assert cfg.trainer.max_steps == 96 and cfg.trainer.max_time is None
+    assert cfg.trainer.check_val_every_n_epoch == pretrain.NO_VALIDATION
+    assert cfg.oof_weights == "last" and cfg.data.train_fraction == 0.25 and cfg.seed == 1
+    # the warm start: the recipe's share of this run's epochs (96 steps of 16 over 12 tiles)
+    tiles = pretrain.training_tiles(synthetic_root, 0.25)
+    assert tiles == 12
+    assert cfg.loss.warm_start_epochs == pytest.approx(
+        pretrain.WARM_START_SHARE * 96 * 16 / 12, 1e-3
+    )
+    assert cfg.finetune_from == "somewhere"
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (["--pretrain-share", "1.0"], "leaves no steps to one stage"),
+        (["--fractions", "0.1,2"], "--fractions: each in (0, 1]"),
+        (["--seeds", "a"], "comma-separated numbers"),
+    ],
+)
+def test_the_pretraining_bench_refuses_bad_options(synthetic_root, args, problem, capsys):
+    from salt.bench import pretrain
+
+    with pytest.raises(SystemExit):
+        pretrain.main(
+            [str(synthetic_root), "--generated", str(synthetic_root), "--steps", "10", *args]
+        )
+    assert problem in capsys.readouterr().err
