@@ -145,10 +145,11 @@ def load_finetune_weights(cfg: DictConfig, module: SaltModule) -> None:
     module.net.load_state_dict(weights)
 
 
-def check_settings(cfg: DictConfig) -> None:
+def check_settings(cfg: DictConfig) -> str | None:
     """The run's own keys and the trainer's, refused in one line before anything is written
     (the data keys are checked by the DataModule); the trainer fitted to the machine: a GPU
-    setting on a machine without one runs on the CPU, with a note."""
+    setting on a machine without one runs on the CPU; the note saying so, if any, is returned
+    (printed once every other setting has passed, so a refused run prints its error alone)."""
     whole_number("seed", cfg.get("seed"), 0)
     module = cfg.get("module") or {}
     probability("module.threshold", module.get("threshold", 0.5))
@@ -163,9 +164,7 @@ def check_settings(cfg: DictConfig) -> None:
     if cfg.get("model") and "encoder_name" in cfg.model:
         check_encoder_name(cfg.model.encoder_name)
     trainer_settings(cfg.trainer)
-    note = fit_trainer_to_machine(cfg.trainer)
-    if note:
-        _warn(note)
+    return fit_trainer_to_machine(cfg.trainer)
 
 
 def _in_multirun() -> bool:
@@ -206,7 +205,7 @@ def _start_loggers(cfg: DictConfig, loggers: list[Any], start: dict | None) -> N
 def compose(cfg: DictConfig) -> tuple[SaltModule, TGSDataModule, pl.Trainer, RunDir, Path | None]:
     """The run's module, data, trainer and run directory, and the checkpoint to start from; a bad
     setting, model, checkpoint or data root stops the run here, before it writes anything."""
-    check_settings(cfg)
+    machine_note = check_settings(cfg)
     ckpt_path, start = _start_checkpoint(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # stderr: errors and warnings
     module = build_module(cfg)
@@ -222,6 +221,8 @@ def compose(cfg: DictConfig) -> tuple[SaltModule, TGSDataModule, pl.Trainer, Run
     callbacks = _instantiate_group(cfg, "callbacks")
     loggers = _instantiate_group(cfg, "logger")
     trainer = build_trainer(cfg, callbacks, loggers)  # before config.yaml: no unfinished run
+    if machine_note:  # once every setting passed: a refused run prints its error line alone
+        _warn(machine_note)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     run = RunDir(output_dir)
