@@ -149,7 +149,9 @@ def test_trained_model_finds_the_salt_of_a_section(smoke_run, tmp_path, capsys):
     with capsys.disabled():
         print(f"\nsmoke model: seam ratio {ratio:.3f}, IoU {iou:.4f}")
     assert ratio <= 1.5
-    assert iou > 0.5  # predicting salt everywhere scores the coverage, about 0.2
+    # predicting salt everywhere scores the coverage, 0.32 on this (seismic-style) section; the
+    # smoke model scored 0.67 (2026-12-07, 2 CPU cores)
+    assert iou > 0.5
 
 
 def test_one_tile_section_is_the_single_tile_prediction(tiny_run, tmp_path):
@@ -187,7 +189,8 @@ def test_scaling_to_8_bit():
     clip = np.percentile(np.abs(amplitude), 99)
     assert scaling.low == pytest.approx(-clip) and scaling.high == pytest.approx(clip)
     image = scaling(amplitude)
-    assert image.dtype == np.uint8 and scaling(np.zeros(1))[0] == 128
+    # zero is mid-gray: 127.5, which float32 rounding sends to 127 or 128 depending on the clip
+    assert image.dtype == np.uint8 and scaling(np.zeros(1))[0] in (127, 128)
     assert (image == 255).mean() == pytest.approx((amplitude >= clip).mean(), abs=2e-3)
     eight_bit = make_section(50, 60, seed=1)[0]
     assert np.array_equal(scaling_for(eight_bit)(eight_bit), eight_bit)

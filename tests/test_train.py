@@ -28,9 +28,11 @@ def test_smoke_run_trains_validates_and_writes_its_run_directory(train_config, t
     run = tmp_path / "run"
     assert metrics["epochs"] == cfg.trainer.max_epochs
     assert 0.0 <= metrics["best_val_score"] <= 1.0
+    # the threshold sweep includes 0.5: its best is at least the score at 0.5, up to float32
+    # rounding (the two sum their images' scores differently: 1 ulp apart on the seismic tiles)
     assert (
         0.0 <= metrics["oof_best_score"] <= 1.0
-        and metrics["oof_best_score"] >= metrics["oof_score"]
+        and metrics["oof_best_score"] >= metrics["oof_score"] - 1e-6
     )
     assert (
         json.loads((run / "metrics.json").read_text())["best_val_score"]
@@ -71,6 +73,7 @@ def test_cli_honours_hydra_run_dir(synthetic_root, tmp_path):
         "salt.train",
         "experiment=smoke",
         f"data.root={synthetic_root}",
+        "data.synthetic=null",  # synthetic_root is not smoke's generated set: read as it is
         "trainer.max_epochs=1",
         "logger.tensorboard=null",
         f"hydra.run.dir={run}",

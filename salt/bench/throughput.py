@@ -20,7 +20,8 @@ device, see `salt.bench.syncs`; not the optimizer's step counters, which live on
 counted in an extra untimed pass. The data rows time making one epoch of training batches on the
 device: per-sample albumentations in DataLoader workers (as configured) against `data.on_device`
 (tiles on the device, augmented there batch-wise). Without DATA_ROOT it generates a small data
-set. `--json PATH` also writes every figure to PATH (see `Figures`), for scripts such as
+set; DATA_ROOT is read as it is (`data.synthetic=null`, whatever the experiment says). `--json
+PATH` also writes every figure to PATH (see `Figures`), for scripts such as
 benchmarks/gpu_check.py: the file is rewritten atomically each time a figure is measured, so a
 bench killed at any moment leaves valid JSON with every figure measured before the kill, and
 "complete": false until the run ends.
@@ -595,9 +596,10 @@ def main(argv: list[str] | None = None) -> None:
         print(flops_line(*flops_against_unet(instantiate(cfg.model), cfg, args.device)))
         return
     data_root = args.data_root or Path(tempfile.mkdtemp(prefix="salt-bench-data-"))
-    overrides = list(args.overrides)
     if args.data_root is None:
-        overrides.append("data.synthetic={n_train: 400, n_test: 1, seed: 0}")
+        overrides = [*args.overrides, "data.synthetic={n_train: 400, n_test: 1, seed: 0}"]
+    else:  # read as it is, whatever the experiment's data.synthetic (demo's) would generate
+        overrides = ["data.synthetic=null", *args.overrides]
     cfg = load_config(data_root, args.experiment, overrides)
     batches = fixed_batches(cfg, args.batches)
     pl.seed_everything(0, verbose=False)

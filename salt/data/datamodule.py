@@ -187,7 +187,7 @@ class TGSDataModule(pl.LightningDataModule):
         self.val_tiles: TileSet | None = None
 
     def prepare_data(self) -> None:
-        if self.synthetic and not (self.root / "train.csv").exists():
+        if self.synthetic:  # generated on first use; a set generated with other settings: refused
             from salt.data.synthetic import generate_into_new_folder
 
             generate_into_new_folder(self.root, **self.synthetic)
@@ -195,7 +195,7 @@ class TGSDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_tiles is not None:
             return
-        if self.synthetic and not (self.root / "train.csv").exists():
+        if self.synthetic:
             self.prepare_data()  # a process that skipped prepare_data (e.g. a test calling setup)
         tiles = load_train(self.root)
         if len(tiles.ids) < self.n_folds:

@@ -4,18 +4,18 @@
         [--style seismic|speckle] [--frequency F] [--noise N] [--polarity 1|-1] [--gain G]
     python -m salt.data.synthetic OUT_DIR --cube IxXxT --cube-only [--sorting ...] [--endian ...]
 
-Two styles (`--style`). `speckle`, the default for now: each tile a reflectivity series folded
-and dipped, convolved with a Ricker wavelet, plus noise, and a salt body (blob, body rising from
-the bottom, near-vertical flank) drawn as a weak chaotic interior with a bright rim: salt as
-bright speckle, which a net trained on the real tiles does not recognise. `seismic`: tiles cut
-from sections of an earth model (`salt.data.earth_model`): layered sediments, dipped, folded,
-faulted and dragged up against salt bodies (diapirs, domes, sheets) that are one fast,
-reflection-poor unit, imaged by the reflectivity of their log-impedance convolved with a Ricker
-wavelet, smeared across traces, with band-limited noise; salt so looks as in the TGS tiles, a
-smooth, dim body under a bright top, the layers ending against its flanks. `--frequency`,
-`--noise`, `--polarity` and `--gain` fix its look (`earth_model.Style`; drawn per section when
-not given). Either way about 39% of the tiles have no salt and about 1.5% are blank, as in the
-competition data. The same arguments write the same bytes.
+Two styles (`--style`). `seismic`, the default: tiles cut from sections of an earth model
+(`salt.data.earth_model`): layered sediments, dipped, folded, faulted and dragged up against
+salt bodies (diapirs, domes, sheets) that are one fast, reflection-poor unit, imaged by the
+reflectivity of their log-impedance convolved with a Ricker wavelet, smeared across traces, with
+band-limited noise; salt so looks as in the TGS tiles, a smooth, dim body under a bright top, the
+layers ending against its flanks. `--frequency`, `--noise`, `--polarity` and `--gain` fix its
+look (`earth_model.Style`; drawn per section when not given). `speckle`, the first generator,
+kept for comparison: each tile a reflectivity series folded and dipped, convolved with a Ricker
+wavelet, plus noise, and a salt body (blob, body rising from the bottom, near-vertical flank)
+drawn as a weak chaotic interior with a bright rim: salt as bright speckle, which a net trained
+on the real tiles does not recognise. Either way about 39% of the tiles have no salt and about
+1.5% are blank, as in the competition data. The same arguments write the same bytes.
 
 `--section HxW` also writes one large section with several salt bodies: `section.npy` (float32
 seismic amplitudes, zero mean, unit std, as a SEG-Y section would hold), `section.png` (the
@@ -32,8 +32,10 @@ same rendered as 8-bit grayscale like the tiles) and its truth `section_mask.png
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 
 import cv2
@@ -57,6 +59,8 @@ from salt.data.synthetic_seismic import (
     random_wavelet,
     reflectivity_series,
 )
+
+SETTINGS_FILE = "synthetic.json"  # beside train.csv: the settings `generate` was called with
 
 
 def smooth_noise(rng: np.random.Generator, shape: tuple[int, int], cells: int) -> np.ndarray:
@@ -251,14 +255,62 @@ def generate(
     write_text(
         out / "sample_submission.csv", "id,rle_mask\n" + "".join(f"{i},1 1\n" for i in test_ids)
     )
+    settings = generated_settings(n_train, n_test, seed, style, look)
+    write_text(out / SETTINGS_FILE, json.dumps(settings, indent=1) + "\n")
     write_text(out / "train.csv", "id,rle_mask\n" + "".join(rows))  # last: marks a complete set
     return out
+
+
+def generated_settings(
+    n_train: int = 400,
+    n_test: int = 100,
+    seed: int = 0,
+    style: str = DEFAULT_STYLE,
+    look: Style = ANY_LOOK,
+) -> dict:
+    """What `generate` writes for these arguments, as recorded in SETTINGS_FILE: the counts,
+    seed and style, and the seismic style's knobs (None: drawn per section)."""
+    return dict(n_train=n_train, n_test=n_test, seed=seed, style=style, **asdict(look))
+
+
+def check_generated_settings(out: Path, **options) -> None:
+    """A data set at `out` that `data.synthetic` (`options`) would reuse must have been
+    generated with those settings, as its SETTINGS_FILE records: else one line naming the
+    folder and the keys that differ (or the missing record)."""
+    fix = (
+        "pass data.root=DIR of a new or empty folder to generate them, or data.synthetic=null "
+        "to read this one as it is"
+    )
+    record = out / SETTINGS_FILE
+    if not record.is_file():
+        raise DataError(
+            out,
+            f"holds a data set but no {SETTINGS_FILE} recording the settings it was generated "
+            f"with (generated before salt recorded them, or not generated), so data.synthetic "
+            f"cannot reuse it: {fix}",
+        )
+    try:
+        recorded = json.loads(record.read_text())
+        if not isinstance(recorded, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as error:
+        raise DataError(record, f"not a settings record ({error})") from None
+    asked = generated_settings(**options)
+    differ = [key for key in asked if recorded.get(key) != asked[key]]
+    if differ:
+        was = ", ".join(f"{key}={recorded.get(key)}" for key in differ)
+        now = ", ".join(f"{key}={asked[key]}" for key in differ)
+        raise DataError(
+            out, f"generated with {was} ({SETTINGS_FILE}), but data.synthetic asks for {now}: {fix}"
+        )
 
 
 def generate_into_new_folder(out_dir, **options) -> Path:
     """Generated data at `out_dir` for `data.synthetic`, never mixed with other files.
 
-    A folder with a train.csv is taken as it is. Otherwise `out_dir` must be missing or empty
+    A folder with a train.csv is reused when its SETTINGS_FILE records these `options` (else
+    refused in one line naming the keys that differ: a set generated with another style, count
+    or seed is never trained on in its place). Otherwise `out_dir` must be missing or empty
     (a folder holding anything else, such as a half-downloaded Kaggle set or a typo for one,
     is refused in one line): the tiles are generated in a hidden sibling folder and renamed
     into place, so an interrupted generation leaves no half-written data set behind, and
@@ -266,6 +318,7 @@ def generate_into_new_folder(out_dir, **options) -> Path:
     """
     out = Path(out_dir)
     if (out / "train.csv").is_file():
+        check_generated_settings(out, **options)
         return out
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(
@@ -385,8 +438,8 @@ def add_style_arguments(parser: argparse.ArgumentParser) -> None:
         "--style",
         choices=STYLES,
         default=DEFAULT_STYLE,
-        help="seismic: the earth model (salt as the TGS tiles show it); speckle (the default, "
-        "for now): the first generator, salt as bright speckle",
+        help="seismic (the default): the earth model, salt as the TGS tiles show it; speckle: "
+        "the first generator, salt as bright speckle, kept for comparison",
     )
     look = parser.add_argument_group("the seismic style's look (drawn per section when not given)")
     look.add_argument("--frequency", type=float, help="Ricker peak, cycles per sample (0.03-0.12)")

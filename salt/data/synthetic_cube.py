@@ -11,11 +11,16 @@ that every inline and every crossline section looks like `make_section(..., ampl
   below the cube, tilted, with a wider cap), each a sum of Gaussian kernels modulated by smooth
   3-D noise and thresholded, the threshold chosen on a coarse grid so that salt fills 12-25% of
   the cube. Bodies may touch the cube's sides; diapirs always touch its bottom;
-- amplitudes: as `seismic_amplitude` does for a section: a weak chaotic interior (white noise,
-  std 0.25) in the salt, a bright boundary (the 3-D morphological gradient of the mask, 3x3x3,
-  times 1.5-3), the layers outside, convolved with one Ricker wavelet along time, plus noise
-  (std 0.08), divided by one standard deviation for the whole cube (estimated on up to 8 inlines),
-  so amplitudes are zero-mean float32 with about unit std.
+- amplitudes, in the `seismic` style (the default): the earth model's imaging
+  (`salt.data.earth_model`) of each inline: the layers' log-impedance dragged up near the salt,
+  salt one fast unit with a faint chaotic interior, its reflectivity convolved with a Ricker
+  wavelet along time, smeared across traces, with noise smoothed across inlines and crosslines
+  alike; in the `speckle` style (the first generator, kept for comparison), as
+  `seismic_amplitude` does for a section: a weak chaotic interior (white noise, std 0.25) in the
+  salt, a bright boundary (the 3-D morphological gradient of the mask, 3x3x3, times 1.5-3), the
+  layers outside, convolved with one Ricker wavelet along time, plus noise (std 0.08). Either
+  way divided by one standard deviation for the whole cube (estimated on up to 8 inlines), so
+  amplitudes are zero-mean float32 with about unit std.
 
 Everything is a function of the seed and the cube's shape. The cube is produced one inline at a
 time (`cube_inlines`), each inline needing only its two neighbours' masks, so a cube larger than
@@ -337,7 +342,7 @@ class CubeModel:
     wavelet: np.ndarray
     boundary_gain: float
     amplitude_std: float = 1.0
-    style: str = "speckle"  # cube_model sets "seismic" with the fields below
+    style: str = DEFAULT_STYLE  # seismic uses the fields below; cube_model sets either style
     look: Style = ANY_LOOK  # drawn: every knob set
     impedance: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
     """the seismic style's salt log-impedance, layer step, drag (samples), drag length (traces)"""
@@ -431,7 +436,7 @@ def cube_model(
 ) -> CubeModel:
     """The random parameters of the cube (`shape`, `seed`), its amplitude std estimated.
     `style` seismic: the earth model's imaging, `look` fixing its knobs (drawn per cube when
-    not given); speckle: the generator before it."""
+    not given), the default; speckle: the first generator, kept for comparison."""
     shape = _checked_shape(shape)
     if seed < 0:
         raise ValueError(f"seed must be non-negative, got {seed}")
@@ -450,7 +455,9 @@ def cube_model(
     extent = np.asarray(shape, dtype=np.float64) / body_scale(shape)
     bodies = calibrated(random_bodies(rng, extent), shape, coverage)
     wavelet = random_wavelet(rng)
-    model = CubeModel(shape, seed, layers, bodies, wavelet, float(rng.uniform(*BOUNDARY_GAIN)))
+    model = CubeModel(
+        shape, seed, layers, bodies, wavelet, float(rng.uniform(*BOUNDARY_GAIN)), style=style
+    )
     if style == "seismic":
         impedance = (
             float(series.mean() + rng.uniform(*earth_model.SALT_CONTRAST) * step),
@@ -460,7 +467,6 @@ def cube_model(
         )
         model = replace(
             model,
-            style=style,
             look=look,
             impedance=impedance,
             smear=float(rng.uniform(*earth_model.LATERAL_SMEAR)),

@@ -3,7 +3,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from salt.core.errors import ConfigError, salt_error_in
+from salt.core.errors import ConfigError, DataError, salt_error_in
 from salt.data.datamodule import TGSDataModule
 from salt.data.dataset import TileDataset
 from salt.data.padding import PAD_BEFORE, crop_tile, pad_tile, pad_tiles
@@ -85,6 +85,25 @@ def test_datamodule_rejects_a_fold_out_of_range(synthetic_root):
         ConfigError, match=r"data.fold: must be in 0\.\.4 \(data.n_folds=5\), got 5"
     ):
         TGSDataModule(root=str(synthetic_root), fold=5)
+
+
+def test_data_generated_with_another_style_is_not_trained_on(synthetic_root):
+    """synthetic_root is generated with the default (seismic) style: data.synthetic asking for
+    the same settings trains on it, asking for speckle tiles is refused naming the folder and
+    the key, before any tile is read."""
+    same = {"n_train": 60, "n_test": 10, "seed": 0}
+    module = TGSDataModule(root=str(synthetic_root), synthetic=same)
+    module.setup()
+    assert len(module.train_tiles) + len(module.val_tiles) == 60
+    other = TGSDataModule(root=str(synthetic_root), synthetic={**same, "style": "speckle"})
+    with pytest.raises(
+        DataError,
+        match=r"generated with style=seismic \(synthetic.json\), but "
+        r"data.synthetic asks for style=speckle: ",
+    ) as error:
+        other.setup()
+    assert str(error.value).startswith(f"{synthetic_root}: ")
+    assert other.train_tiles is None
 
 
 def test_tensor_padding_matches_array_padding():

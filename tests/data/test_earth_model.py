@@ -143,12 +143,13 @@ def test_the_style_reaches_the_tiles_from_the_command_line_and_from_data_synthet
     assert command.returncode == 0, command.stderr
     bad = run_module("salt.data.synthetic", tmp_path / "bad", "--polarity", "2")
     assert bad.returncode == 2 and "--polarity: invalid choice" in bad.stderr
-    configured = TGSDataModule(
-        root=str(tmp_path / "config"), synthetic={"n_train": 40, "n_test": 2, "style": "seismic"}
-    )
-    configured.prepare_data()
-    tiles = load_train(tmp_path / "config")  # the earth model's look: salt smoother than layers
-    inside, outside = vertical_roughness(tiles.images, tiles.truth)
-    assert inside / outside < 0.6
+    # the earth model's look (salt smoother than the layers) by default, speckle's when asked
+    for style, smoother in (({}, True), ({"style": "speckle"}, False)):
+        root = tmp_path / f"config-{style.get('style', 'default')}"
+        configured = TGSDataModule(root=str(root), synthetic={"n_train": 40, "n_test": 2, **style})
+        configured.prepare_data()
+        tiles = load_train(root)
+        inside, outside = vertical_roughness(tiles.images, tiles.truth)
+        assert (inside / outside < 0.6) == smoother, (style, inside / outside)
     with pytest.raises(ConfigError, match="data.synthetic.style: choose from speckle, seismic"):
         TGSDataModule(root=str(tmp_path / "x"), synthetic={"style": "cartoon"})

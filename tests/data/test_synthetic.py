@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import cv2
@@ -35,7 +36,7 @@ def test_layout_formats_and_quirks(tmp_path):
 def test_same_seed_same_bytes_other_seed_other_images(tmp_path):
     first, second = generate(tmp_path / "a", 20, 5, seed=1), generate(tmp_path / "b", 20, 5, seed=1)
     files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
-    assert len(files) == 20 * 2 + 5 + 3
+    assert len(files) == 20 * 2 + 5 + 4  # images, masks, test images; 3 csv, synthetic.json
     for name in files:
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
     other = load_train(generate(tmp_path / "c", 20, 5, seed=2))
@@ -104,7 +105,8 @@ def test_generated_data_goes_only_into_a_new_or_empty_folder(tmp_path, monkeypat
     (tmp_path / "empty").mkdir()
     assert len(load_train(generate_into_new_folder(tmp_path / "empty", n_train=6, n_test=2))) == 6
     before = (new / "train.csv").stat().st_mtime_ns
-    assert generate_into_new_folder(new, n_train=9) == new  # a data set: taken as it is
+    # the same settings (the default style spelt out or not): the data set is reused as it is
+    assert generate_into_new_folder(new, n_train=6, n_test=2, seed=0, style="seismic") == new
     assert (new / "train.csv").stat().st_mtime_ns == before
 
     other = tmp_path / "download"
@@ -125,3 +127,49 @@ def test_generated_data_goes_only_into_a_new_or_empty_folder(tmp_path, monkeypat
     with pytest.raises(KeyboardInterrupt):
         generate_into_new_folder(tmp_path / "cut" / "syn", n_train=6)
     assert list((tmp_path / "cut").iterdir()) == []  # neither the folder nor a staging one
+
+
+def test_a_generated_set_is_reused_only_for_the_settings_it_records(tmp_path):
+    """A folder generated with one style (or count, or seed) is never reused for another: its
+    synthetic.json records what it was generated with, and data.synthetic asking for anything
+    else is refused in one line naming the folder and the keys; a data set without the record
+    (generated before it existed, or real data) is refused likewise."""
+    old = generate(tmp_path / "old", n_train=6, n_test=2, seed=0, style="speckle")
+    assert json.loads((old / "synthetic.json").read_text()) == {
+        "n_train": 6,
+        "n_test": 2,
+        "seed": 0,
+        "style": "speckle",
+        "frequency": None,
+        "noise": None,
+        "polarity": None,
+        "gain": None,
+    }
+    files = sorted(p.stat().st_mtime_ns for p in old.rglob("*"))
+    with pytest.raises(DataError) as error:
+        generate_into_new_folder(old, n_train=6, n_test=2, seed=0)  # the default: seismic
+    assert str(error.value) == (
+        f"{old}: generated with style=speckle (synthetic.json), but data.synthetic asks for "
+        "style=seismic: pass data.root=DIR of a new or empty folder to generate them, or "
+        "data.synthetic=null to read this one as it is"
+    )
+    with pytest.raises(
+        DataError,
+        match=r"generated with n_train=6, seed=0 \(synthetic.json\), "
+        r"but data.synthetic asks for n_train=9, seed=1: ",
+    ):
+        generate_into_new_folder(old, n_train=9, n_test=2, seed=1, style="speckle")
+    assert generate_into_new_folder(old, n_train=6, n_test=2, seed=0, style="speckle") == old
+    assert sorted(p.stat().st_mtime_ns for p in old.rglob("*")) == files  # nothing rewritten
+
+    (old / "synthetic.json").unlink()  # a set generated before the record, or a real one
+    with pytest.raises(DataError) as error:
+        generate_into_new_folder(old, n_train=6, n_test=2, seed=0, style="speckle")
+    assert str(error.value).startswith(
+        f"{old}: holds a data set but no synthetic.json recording the settings it was generated "
+        "with (generated before salt recorded them, or not generated), so data.synthetic cannot "
+        "reuse it: "
+    )
+    (old / "synthetic.json").write_text("[1, 2]")
+    with pytest.raises(DataError, match=r"synthetic.json: not a settings record \(not a JSON"):
+        generate_into_new_folder(old, n_train=6, n_test=2, seed=0, style="speckle")

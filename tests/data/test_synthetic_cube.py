@@ -94,9 +94,13 @@ def look(amplitude: np.ndarray, mask: np.ndarray) -> dict[str, float]:
     }
 
 
-def test_inlines_and_crosslines_look_like_the_2d_sections():
-    amplitude, mask = make_cube((32, 64, 96), seed=0)
-    section, section_mask = make_section(96, 200, seed=0, amplitudes=True)
+def test_speckle_inlines_and_crosslines_look_like_the_2d_sections():
+    """The speckle style (the first generator, kept for comparison) in 3-D as in 2-D: a
+    chaotic salt interior under a bright rim. The seismic style, the default, has its own test
+    (tests/data/test_earth_model.py::test_cube_inlines_and_crosslines_look_like_the_2d_sections):
+    its imaging smears the dim salt interior across traces, so the bounds below are speckle's."""
+    amplitude, mask = make_cube((32, 64, 96), seed=0, style="speckle")
+    section, section_mask = make_section(96, 200, seed=0, amplitudes=True, style="speckle")
     expected = look(section.T, section_mask.T)
     along_crosslines = look(amplitude, mask)  # neighbouring traces of each inline
     along_inlines = look(amplitude.transpose(1, 0, 2), mask.transpose(1, 0, 2))

@@ -71,7 +71,12 @@ def test_ensemble_labels_keep_what_the_policy_keeps(smoke_run, synthetic_root, t
     kept = manifest[manifest["kept"]]
     assert 0 < len(kept) and set(manifest["reason"]) <= {"kept", "low confidence", "blank image"}
     assert (manifest["reason"] == "kept").equals(manifest["kept"])
-    assert (manifest.loc[~manifest["kept"], "confidence"] < 0.3).all()
+    dropped = manifest[~manifest["kept"]]
+    low = dropped["reason"] == "low confidence"
+    assert (dropped.loc[low, "confidence"] < 0.3).all()
+    for tile_id in dropped.loc[~low, "id"]:  # blank images: dropped whatever their confidence
+        image = cv2.imread(str(synthetic_root / "test" / "images" / f"{tile_id}.png"))
+        assert image.std() == 0, tile_id
     assert load_train(out).ids == kept["id"].tolist()
     mask = read_mask(out / "train" / "masks" / f"{kept['id'].iloc[0]}.png")
     assert mask.shape == (101, 101)
