@@ -205,6 +205,8 @@ def test_oof_is_predicted_on_the_training_device_at_the_training_precision(
         return original(*args, **kwargs)
 
     monkeypatch.setattr(salt.training.finish, "predict_tiles", spy)
+    # bf16 kept on a CPU without bf16 units too (autocast runs there, slowly)
+    monkeypatch.setattr(salt.training.machine, "cpu_has_bf16", lambda: True)
     train(train_config("trainer.precision=bf16-mixed", "trainer.max_epochs=1", "plots=false"))
     assert seen == {"device": torch.device("cpu"), "precision": "bf16-mixed"}
 
