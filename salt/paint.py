@@ -19,6 +19,7 @@ from pathlib import Path
 
 from salt.core.errors import SaltError, exit_on_salt_error
 from salt.sections.cube import AXES, open_cube
+from salt.sections.options import add_vertical_argument
 from salt.sections.painting import (
     DEFAULT_PERCENTILE,
     DEFAULT_STRIDE,
@@ -37,12 +38,7 @@ AXES_CHOICES = {"both": AXES, "inline": ("inline",), "crossline": ("crossline",)
 
 
 def add_survey_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--vertical",
-        choices=("time", "depth"),
-        default="time",
-        help="what a SEG-Y survey's samples are: time (ms) or depth (m)",
-    )
+    add_vertical_argument(parser)
     parser.add_argument(
         "--overwrite", action="store_true", help="replace what an earlier call wrote there"
     )

@@ -45,7 +45,12 @@ from salt.sections.lines import (
     StopOnSigterm,
     SurveyLines,
 )
-from salt.sections.options import add_prediction_arguments, check_stride, make_output_dir
+from salt.sections.options import (
+    add_prediction_arguments,
+    add_vertical_argument,
+    check_stride,
+    make_output_dir,
+)
 from salt.sections.paging import Slices, return_freed_memory
 from salt.sections.pictures import bodies_figure, slices_figure
 from salt.sections.segy_out import IEEE_FLOAT, INT16, write_segy_like
@@ -101,12 +106,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--fill-holes", action="store_true", help="fill holes enclosed in a salt body"
     )
-    parser.add_argument(
-        "--vertical",
-        choices=("time", "depth"),
-        default="time",
-        help="what the samples are: time (ms) or depth (m)",
-    )
+    add_vertical_argument(parser)
     parser.add_argument(
         "--suggest",
         type=int,

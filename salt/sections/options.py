@@ -44,6 +44,16 @@ def add_prediction_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=float, default=0.5, help="probability -> mask")
 
 
+def add_vertical_argument(parser: argparse.ArgumentParser) -> None:
+    """--vertical: what a SEG-Y survey's samples are (salt.survey and salt.paint read it alike)."""
+    parser.add_argument(
+        "--vertical",
+        choices=("time", "depth"),
+        default="time",
+        help="what a SEG-Y survey's samples are: time (ms) or depth (m)",
+    )
+
+
 def check_stride(stride: int) -> None:
     """`--stride` refused in one line unless tiles `stride` pixels apart overlap or touch."""
     try:
