@@ -92,7 +92,8 @@ def test_gpu_check_on_the_cpu_writes_every_figure_and_a_submission(synthetic_roo
     assert tune["oof_images"] == 12 and tune["oof_score_after"] >= tune["oof_score_before"]
 
     predict = results["predict"]
-    assert predict["checkpoint"] == "swa"  # the weights the post-processing was tuned on
+    # the weights the post-processing was tuned on
+    assert predict["checkpoint"] == train["oof_source"]
     submission = out / "submission.csv"
     assert ids_of(submission) == ids_of(synthetic_root / "sample_submission.csv")
     assert predict["rows"] == len(ids_of(submission)) == 10

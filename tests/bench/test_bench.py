@@ -18,7 +18,7 @@ from lightning_fabric.utilities.throughput import get_available_flops
 from omegaconf import OmegaConf
 
 from salt.bench import bare_loop, quality, throughput
-from tests.helpers.runs import REPO_ROOT, train_smoke
+from tests.helpers.runs import REPO_ROOT
 
 SMALL = ["--experiment", "smoke", "--batches", "5", "--predict-images", "16", "--repeats", "1"]
 
@@ -264,13 +264,12 @@ def test_flops_option_prints_the_ratio_to_a_plain_unet_and_trains_nothing(capsys
 
 
 @pytest.mark.slow
-def test_transfer_bench_scores_a_run_on_both_styles_and_back(synthetic_root, tmp_path):
-    """A smoke run stands for both nets (its generated data for the real tiles): every figure
+def test_transfer_bench_scores_a_run_on_both_styles_and_back(synthetic_root, smoke_run, tmp_path):
+    """The smoke run stands for both nets (its generated data for the real tiles): every figure
     of the table is measured, the section's and the cube's by salt.section and salt.survey."""
     from salt.bench.transfer import main as transfer
 
-    run = tmp_path / "run"
-    train_smoke(synthetic_root, run, "trainer.max_epochs=1")
+    run = smoke_run
     out = tmp_path / "transfer"
     transfer(
         [
@@ -338,3 +337,53 @@ def test_the_pretraining_bench_refuses_bad_options(synthetic_root, args, problem
             [str(synthetic_root), "--generated", str(synthetic_root), "--steps", "10", *args]
         )
     assert problem in capsys.readouterr().err
+
+
+def test_painted_inlines_spread_evenly_and_random_lines_are_distinct():
+    from salt.bench import painted
+
+    assert painted.spread_inlines(1, 100) == [50]
+    assert painted.spread_inlines(2, 100) == [25, 75]
+    assert painted.spread_inlines(4, 100) == [12, 37, 62, 87]
+    draws = [painted.random_lines(draw, 100, 120, 2) for draw in range(5)]
+    for lines in draws:
+        assert len(set(lines)) == 2
+        for axis, index in lines:
+            assert 0 <= index < (100 if axis == "inline" else 120)
+    assert draws[0] == painted.random_lines(0, 100, 120, 2)  # a draw is its seed's
+    assert len({tuple(lines) for lines in draws}) == 5
+
+
+def test_the_calibration_error_is_the_gap_between_confidence_and_the_salt_share():
+    from salt.bench import painted
+
+    truth = np.zeros((4, 5, 6), dtype=np.uint8)
+    truth[:2] = 1  # half the voxels are salt
+    assert painted.calibration_error(np.full(truth.shape, 0.5), truth) == pytest.approx(0)
+    assert painted.calibration_error(np.full(truth.shape, 0.8), truth) == pytest.approx(
+        0.3, abs=1e-6
+    )
+    certain = truth.astype(np.float32)
+    assert painted.calibration_error(certain, truth) == pytest.approx(0)
+    assert painted.calibration_error(1 - certain, truth) == pytest.approx(1, abs=1e-6)
+
+
+def test_the_painted_lines_bench_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
+    from salt.bench import painted
+
+    with pytest.raises(SystemExit):
+        painted.main(["--runs", str(tmp_path), "--out", str(tmp_path / "out")])
+    assert f"--runs {tmp_path}: not a run directory" in capsys.readouterr().err
+
+
+def test_the_painted_lines_curve_is_drawn_from_the_rows(tmp_path):
+    from salt.bench import painted
+
+    rows = [
+        {"cube_seed": seed, "run": f"lines_{count}", "iou": 0.1 * count + 0.01 * seed}
+        for seed in (1, 2)
+        for count in (0, 1, 2, 4)
+    ]
+    ranking = [{"run": "ranked", "iou": 0.5}, {"run": "random_0", "iou": 0.3}]
+    path = painted.curve_figure(rows, ranking, tmp_path / "curve.png")
+    assert path.read_bytes().startswith(b"\x89PNG")

@@ -281,6 +281,7 @@ def test_sigkill_of_both_ranks_then_resume_ends_as_the_uninterrupted_run(synthet
         *SMALL_FLAGSHIP,
         f"data.root={synthetic_root}",
         "trainer.max_epochs=2",
+        "+trainer.limit_train_batches=3",  # killed at epoch 1's batch 2, as it ends at 3
         "trainer.deterministic=true",
         "oof=false",
     ]

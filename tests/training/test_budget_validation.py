@@ -33,12 +33,14 @@ def validated_epochs(run: Path) -> list[int]:
 
 
 def budgeted_run(train_config, tmp_path, validate_last: float) -> Path:
-    """The smoke net, 6 steps an epoch, on a clock reading 1 s per step: a 40 s budget ends in
-    the 7th epoch (epoch 6), 4 steps in, whatever the machine's load."""
+    """The smoke net, 6 steps of 2 tiles an epoch, on a clock reading 1 s per step: a 40 s
+    budget ends in the 7th epoch (epoch 6), 4 steps in, whatever the machine's load."""
     run = tmp_path / f"run-{validate_last}"
     cfg = train_config(
         "trainer.max_time=00:00:00:40",
         "trainer.max_epochs=100",
+        "data.batch_size=2",  # the clock counts steps: small ones keep the test quick
+        "trainer.limit_train_batches=6",
         f"validate_last={validate_last}",
         "+callbacks.probe._target_=tests.helpers.rank_probe.RankProbe",
         f"+callbacks.probe.out={tmp_path / 'probe'}",
