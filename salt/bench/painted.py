@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import statistics
 import subprocess
@@ -107,7 +108,9 @@ class CubeRuns:
         run(["salt.data.synthetic", str(data), "--cube", self.args.cube, "--cube-only",
              "--seed", str(self.seed), *style])  # fmt: skip
 
+    @functools.cached_property
     def lines(self) -> tuple[np.ndarray, np.ndarray]:
+        """The cube's inline and crossline numbers (read once, after `generate`)."""
         cube = open_cube(self.cube)
         try:
             return np.asarray(cube.axes.inlines), np.asarray(cube.axes.crosslines)
@@ -128,7 +131,7 @@ class CubeRuns:
         out = self.folder / name
         painted = out / "painted"
         if not (painted / "lines.json").is_file():
-            inlines, crosslines = self.lines()
+            inlines, crosslines = self.lines
             numbers = {"inline": inlines, "crossline": crosslines}
             chosen = [f"--{axis}={int(numbers[axis][index])}" for axis, index in lines]
             run(["salt.paint", "lines", str(self.cube), *chosen, "--out", str(painted),
@@ -260,7 +263,7 @@ def main(argv: list[str] | None = None) -> None:
     jobs: list[tuple[Job, bool]] = []  # each with whether it is finished
     for cube in cubes:
         cube.generate()
-        inlines = len(cube.lines()[0])
+        inlines = len(cube.lines[0])
         for count in counts:
             if count == 0:
                 jobs.append((cube.base_job(), cube.finished("lines_0")))
@@ -281,7 +284,7 @@ def main(argv: list[str] | None = None) -> None:
     ranked: list[tuple[CubeRuns, str, list[tuple[str, int]]]] = []
     if ranking:
         cube = cubes[0]
-        inlines, crosslines = (len(a) for a in cube.lines())
+        inlines, crosslines = (len(a) for a in cube.lines)
         ranked.append((cube, "ranked", cube.ranked_lines()))
         for draw in range(args.random_draws):
             ranked.append(
