@@ -117,6 +117,11 @@ class CubeRuns:
         finally:
             cube.close()
 
+    @functools.cached_property
+    def true_mask(self) -> np.ndarray:
+        """The cube's truth (read once, for every run's calibration error)."""
+        return np.load(self.truth)
+
     def base_job(self) -> Job:
         out = self.folder / "lines_0"
         return Job(
@@ -160,7 +165,7 @@ class CubeRuns:
             "run": name,
             "lines": [f"{axis} {index}" for axis, index in lines],
             "iou": round(summary["iou"], 4),
-            "ece": round(calibration_error(probability, np.load(self.truth)), 4),
+            "ece": round(calibration_error(probability, self.true_mask), 4),
             "survey_seconds": round(summary["seconds"], 1),
         }
         runs = sorted((self.folder / name / "taught" / "runs").glob("*"))
